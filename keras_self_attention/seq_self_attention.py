@@ -1,0 +1,347 @@
+"""The `SeqSelfAttention` layer."""
+
+import numbers
+
+import keras
+from keras import ops
+
+from keras_self_attention import attention_ops
+
+
+def _check_positive_int(name, value, allow_none=False):
+    if value is None and allow_none:
+        return
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Integral)
+        or value < 1
+    ):
+        kind = "a positive integer or `None`" if allow_none else (
+            "a positive integer"
+        )
+        raise ValueError(f"`{name}` must be {kind}. Received: {name}={value!r}")
+
+
+def _check_bool(name, value):
+    if not isinstance(value, bool):
+        raise ValueError(
+            f"`{name}` must be a boolean. Received: {name}={value!r}"
+        )
+
+
+def _get(module, name, value):
+    """`module.get(value)`, re-raised as a ValueError naming the argument."""
+    try:
+        return module.get(value)
+    except (ValueError, TypeError) as error:
+        raise ValueError(
+            f"`{name}` must be a name, config dict or instance that "
+            f"`keras.{module.__name__.split('.')[-1]}.get` understands. "
+            f"Received: {name}={value!r}"
+        ) from error
+
+
+@keras.saving.register_keras_serializable(package="keras_self_attention")
+class SeqSelfAttention(keras.layers.Layer):
+    """Self-attention over the time steps of a sequence.
+
+    Each time step `t` (the query) scores every time step `t'` (the key)
+    and returns the average of the inputs weighted by those scores:
+
+    - additive: `h[t, t'] = tanh(x_t Wt + x_t' Wx + bh)`,
+      `e[t, t'] = h[t, t'] Wa + ba` (https://arxiv.org/abs/1806.01264);
+    - multiplicative: `e[t, t'] = x_t Wa x_t'^T + ba`;
+    - `e = attention_activation(e)` if an activation is given;
+    - `a[t] = softmax(e[t])` over the allowed keys only, and
+      `v_t = sum_t' a[t, t'] x_t'`.
+
+    A key is allowed when it is inside the query's local window (if
+    `attention_width` is set), not after the query (if `history_only`), and
+    not padding (if the input carries a Keras mask). A query with no allowed
+    key gets zero weights and a zero output.
+
+    Args:
+        units: dimension of the hidden vectors `h` of additive attention.
+            Defaults to `32`.
+        attention_width: width `w` of the local window, or `None` to attend
+            to the whole sequence. Without `history_only`, query `t` sees
+            `t - w // 2 <= t' < t - w // 2 + w`; with it, `t - w < t' <= t`.
+            Defaults to `None`.
+        attention_type: `"additive"` (`ATTENTION_TYPE_ADD`) or
+            `"multiplicative"` (`ATTENTION_TYPE_MUL`).
+            Defaults to `"additive"`.
+        return_attention: whether to also return the attention weights.
+            Defaults to `False`.
+        history_only: whether a query only attends to itself and earlier
+            steps (causal attention). Defaults to `False`.
+        kernel_initializer: initializer for `Wt`, `Wx` and `Wa`.
+            Defaults to `"glorot_normal"`.
+        bias_initializer: initializer for `bh` and `ba`.
+            Defaults to `"zeros"`.
+        kernel_regularizer: regularizer for the kernels. Defaults to `None`.
+        bias_regularizer: regularizer for the biases. Defaults to `None`.
+        kernel_constraint: constraint for the kernels. Defaults to `None`.
+        bias_constraint: constraint for the biases. Defaults to `None`.
+        use_additive_bias: whether additive attention uses `bh`.
+            Defaults to `True`.
+        use_attention_bias: whether the scores use `ba`. Defaults to `True`.
+        attention_activation: activation applied to the scores `e`.
+            Defaults to `None`.
+        attention_regularizer_weight: if positive, adds
+            `weight * sum_b ||A_b A_b^T - I||^2 / batch_size` to the layer's
+            losses. Defaults to `0.0`.
+        **kwargs: base layer arguments, such as `name` and `dtype`.
+
+    Call arguments:
+        inputs: a tensor of shape `(batch_size, T, dim)`; `T` may vary.
+        mask: optional boolean tensor of shape `(batch_size, T)`, `False`
+            for padding. Keras passes it on from `Embedding(mask_zero=True)`
+            or `Masking`.
+
+    Returns:
+        A tensor of shape `(batch_size, T, dim)`; with `return_attention`,
+        a list of it and the weights of shape `(batch_size, T, T)`, indexed
+        `[batch, query, key]`. The output mask is the input mask.
+
+    Example:
+
+    >>> x = np.random.rand(2, 5, 8).astype("float32")
+    >>> SeqSelfAttention(attention_width=3)(x).shape
+    (2, 5, 8)
+    """
+
+    ATTENTION_TYPE_ADD = "additive"
+    ATTENTION_TYPE_MUL = "multiplicative"
+
+    def __init__(
+        self,
+        units=32,
+        attention_width=None,
+        attention_type=ATTENTION_TYPE_ADD,
+        return_attention=False,
+        history_only=False,
+        kernel_initializer="glorot_normal",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        kernel_constraint=None,
+        bias_constraint=None,
+        use_additive_bias=True,
+        use_attention_bias=True,
+        attention_activation=None,
+        attention_regularizer_weight=0.0,
+        **kwargs,
+    ):
+        _check_positive_int("units", units)
+        _check_positive_int("attention_width", attention_width, True)
+        if attention_type not in (
+            self.ATTENTION_TYPE_ADD,
+            self.ATTENTION_TYPE_MUL,
+        ):
+            raise ValueError(
+                "`attention_type` must be 'additive' or 'multiplicative'. "
+                f"Received: attention_type={attention_type!r}"
+            )
+        for name, value in (
+            ("return_attention", return_attention),
+            ("history_only", history_only),
+            ("use_additive_bias", use_additive_bias),
+            ("use_attention_bias", use_attention_bias),
+        ):
+            _check_bool(name, value)
+        if (
+            isinstance(attention_regularizer_weight, bool)
+            or not isinstance(attention_regularizer_weight, numbers.Real)
+            or not attention_regularizer_weight >= 0
+        ):
+            raise ValueError(
+                "`attention_regularizer_weight` must be a number >= 0. "
+                "Received: attention_regularizer_weight="
+                f"{attention_regularizer_weight!r}"
+            )
+        super().__init__(**kwargs)
+        self.units = units
+        self.attention_width = attention_width
+        self.attention_type = attention_type
+        self.return_attention = return_attention
+        self.history_only = history_only
+        self.kernel_initializer = _get(
+            keras.initializers, "kernel_initializer", kernel_initializer
+        )
+        self.bias_initializer = _get(
+            keras.initializers, "bias_initializer", bias_initializer
+        )
+        self.kernel_regularizer = _get(
+            keras.regularizers, "kernel_regularizer", kernel_regularizer
+        )
+        self.bias_regularizer = _get(
+            keras.regularizers, "bias_regularizer", bias_regularizer
+        )
+        self.kernel_constraint = _get(
+            keras.constraints, "kernel_constraint", kernel_constraint
+        )
+        self.bias_constraint = _get(
+            keras.constraints, "bias_constraint", bias_constraint
+        )
+        self.use_additive_bias = use_additive_bias
+        self.use_attention_bias = use_attention_bias
+        self.attention_activation = (
+            None
+            if attention_activation is None
+            else _get(
+                keras.activations,
+                "attention_activation",
+                attention_activation,
+            )
+        )
+        self.attention_regularizer_weight = float(attention_regularizer_weight)
+        self.supports_masking = True
+
+    def _kernel(self, name, shape):
+        return self.add_weight(
+            name=name,
+            shape=shape,
+            initializer=self.kernel_initializer,
+            regularizer=self.kernel_regularizer,
+            constraint=self.kernel_constraint,
+        )
+
+    def _bias(self, name, shape):
+        return self.add_weight(
+            name=name,
+            shape=shape,
+            initializer=self.bias_initializer,
+            regularizer=self.bias_regularizer,
+            constraint=self.bias_constraint,
+        )
+
+    def build(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(
+                "`SeqSelfAttention` expects inputs of shape "
+                f"(batch_size, T, dim). Received: input_shape={input_shape}"
+            )
+        dim = input_shape[-1]
+        if dim is None:
+            raise ValueError(
+                "`SeqSelfAttention` expects inputs of shape "
+                "(batch_size, T, dim) with a known `dim`. "
+                f"Received: input_shape={input_shape}"
+            )
+        # The creation order fixes the order of `get_weights()`, which must
+        # match keras-self-attention 0.51 so that its weights load.
+        self.bh = self.ba = None
+        if self.attention_type == self.ATTENTION_TYPE_ADD:
+            self.Wt = self._kernel("Wt", (dim, self.units))
+            self.Wx = self._kernel("Wx", (dim, self.units))
+            if self.use_additive_bias:
+                self.bh = self._bias("bh", (self.units,))
+            self.Wa = self._kernel("Wa", (self.units, 1))
+        else:
+            self.Wa = self._kernel("Wa", (dim, dim))
+        if self.use_attention_bias:
+            self.ba = self._bias("ba", (1,))
+
+    def _scores(self, inputs):
+        """Attention logits `e` of shape `(batch_size, T, T)`."""
+        if self.attention_type == self.ATTENTION_TYPE_ADD:
+            queries = ops.expand_dims(ops.matmul(inputs, self.Wt), 2)
+            keys = ops.expand_dims(ops.matmul(inputs, self.Wx), 1)
+            hidden = queries + keys
+            if self.bh is not None:
+                hidden = hidden + self.bh
+            scores = ops.squeeze(ops.matmul(ops.tanh(hidden), self.Wa), -1)
+        else:
+            # A product of two inputs overflows float16 easily, so the
+            # scores are computed in the softmax's dtype.
+            dtype = attention_ops.softmax_dtype(inputs.dtype)
+            inputs = ops.cast(inputs, dtype)
+            scores = ops.matmul(
+                ops.matmul(inputs, ops.cast(self.Wa, dtype)),
+                ops.transpose(inputs, (0, 2, 1)),
+            )
+        if self.ba is not None:
+            scores = scores + ops.cast(self.ba, scores.dtype)
+        return scores
+
+    def call(self, inputs, mask=None):
+        scores = self._scores(inputs)
+        if self.attention_activation is not None:
+            scores = self.attention_activation(scores)
+        allowed = attention_ops.allowed_keys(
+            ops.shape(inputs)[1],
+            self.attention_width,
+            self.history_only,
+            mask,
+        )
+        weights = ops.cast(
+            attention_ops.masked_softmax(scores, allowed), inputs.dtype
+        )
+        outputs = ops.matmul(weights, inputs)
+        if self.attention_regularizer_weight > 0:
+            self.add_loss(
+                self.attention_regularizer_weight
+                * attention_ops.attention_regularization(weights)
+            )
+        if self.return_attention:
+            return [outputs, weights]
+        return outputs
+
+    def compute_output_shape(self, input_shape):
+        if self.return_attention:
+            batch_size, length = input_shape[0], input_shape[1]
+            return [tuple(input_shape), (batch_size, length, length)]
+        return tuple(input_shape)
+
+    def compute_mask(self, inputs, mask=None):
+        if self.return_attention:
+            return [mask, None]
+        return mask
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "units": self.units,
+                "attention_width": self.attention_width,
+                "attention_type": self.attention_type,
+                "return_attention": self.return_attention,
+                "history_only": self.history_only,
+                "kernel_initializer": keras.initializers.serialize(
+                    self.kernel_initializer
+                ),
+                "bias_initializer": keras.initializers.serialize(
+                    self.bias_initializer
+                ),
+                "kernel_regularizer": keras.regularizers.serialize(
+                    self.kernel_regularizer
+                ),
+                "bias_regularizer": keras.regularizers.serialize(
+                    self.bias_regularizer
+                ),
+                "kernel_constraint": keras.constraints.serialize(
+                    self.kernel_constraint
+                ),
+                "bias_constraint": keras.constraints.serialize(
+                    self.bias_constraint
+                ),
+                "use_additive_bias": self.use_additive_bias,
+                "use_attention_bias": self.use_attention_bias,
+                "attention_activation": (
+                    None
+                    if self.attention_activation is None
+                    else keras.activations.serialize(
+                        self.attention_activation
+                    )
+                ),
+                "attention_regularizer_weight": (
+                    self.attention_regularizer_weight
+                ),
+            }
+        )
+        return config
+
+    @staticmethod
+    def get_custom_objects():
+        """The objects to pass as `custom_objects` when loading a model."""
+        return {"SeqSelfAttention": SeqSelfAttention}

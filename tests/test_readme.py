@@ -1,0 +1,33 @@
+"""Every python block of the READMEs runs, so the docs cannot rot."""
+
+import os
+import re
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+READMES = ["README.md", "README.zh-CN.md"]
+
+
+def python_blocks(name):
+    with open(os.path.join(ROOT, name), encoding="utf-8") as f:
+        text = f.read()
+    return re.findall(r"^```python\n(.*?)^```", text, flags=re.M | re.S)
+
+
+BLOCKS = [
+    pytest.param(readme, i, block, id=f"{readme}-{i}")
+    for readme in READMES
+    for i, block in enumerate(python_blocks(readme))
+]
+
+
+def test_readmes_have_examples():
+    for readme in READMES:
+        assert len(python_blocks(readme)) >= 7, readme
+
+
+@pytest.mark.parametrize("readme,index,block", BLOCKS)
+def test_readme_block_runs(readme, index, block, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # blocks that save files write them here
+    exec(compile(block, f"{readme} block {index}", "exec"), {"__name__": "__main__"})

@@ -1,4 +1,8 @@
-"""Pure attention math shared by the layers: key windows, masks, softmax.
+"""Pure attention math shared by the layers: windows, bands, masks, softmax.
+
+Local attention works on *bands*: for a window of width `w`, slot `j` of
+query `t` holds key `window_start(t) + j`, so band tensors have shape
+`(batch_size, T, w, ...)` instead of `(batch_size, T, T, ...)`.
 
 Every function here takes and returns backend tensors, holds no state and
 uses only `keras.ops`, so it runs unchanged on TensorFlow, JAX and PyTorch
@@ -7,6 +11,11 @@ and can be tested on its own.
 
 import keras
 from keras import ops
+
+# Additive scores are computed a block of units at a time, each block
+# recomputed in the backward pass, so at most about this many elements of
+# the (batch_size, T, keys, units) hidden tensor exist at once.
+ADDITIVE_BLOCK_ELEMENTS = 2**24
 
 
 def window_start(query_positions, attention_width, history_only):
@@ -27,6 +36,100 @@ def window_start(query_positions, attention_width, history_only):
     if history_only:
         return query_positions - (attention_width - 1)
     return query_positions - attention_width // 2
+
+
+def window_padding(attention_width, history_only):
+    """Steps of padding `(before, after)` that give every query a full window.
+
+    With the keys padded this way, the keys of window slot `j` for all
+    queries are the padded keys `j : j + T`.
+    """
+    before = attention_width - 1 if history_only else attention_width // 2
+    return before, attention_width - 1 - before
+
+
+def window_slots(keys, attention_width, history_only):
+    """The keys seen by each query through each slot of its window.
+
+    Args:
+        keys: tensor of shape `(batch_size, T, ...)`.
+        attention_width: the window width `w`, a positive Python int.
+        history_only: whether the window ends at the query.
+
+    Returns:
+        A list of `w` tensors shaped like `keys`; entry `j` at position `t` is
+        key `window_start(t) + j`, or zeros (`False`) outside the sequence.
+    """
+    before, after = window_padding(attention_width, history_only)
+    length = ops.shape(keys)[1]
+    padding = [(0, 0), (before, after)] + [(0, 0)] * (len(keys.shape) - 2)
+    padded = ops.pad(keys, padding)
+    return [padded[:, j : j + length] for j in range(attention_width)]
+
+
+def band_allowed_keys(length, attention_width, history_only, mask=None):
+    """Which window slots hold a real key, as a boolean band.
+
+    Args:
+        length: the number of time steps `T`.
+        attention_width: the window width `w`, a positive Python int.
+        history_only: whether the window ends at the query.
+        mask: optional key mask of shape `(batch_size, T)`.
+
+    Returns:
+        Boolean tensor of shape `(1, T, w)`, or `(batch_size, T, w)` when
+        `mask` is given, indexed `[batch, query, slot]`.
+    """
+    positions = ops.arange(length, dtype="int32")
+    keys = ops.expand_dims(
+        window_start(positions, attention_width, history_only), 1
+    ) + ops.arange(attention_width, dtype="int32")
+    allowed = ops.expand_dims(
+        ops.logical_and(keys >= 0, keys < length), 0
+    )
+    if mask is not None:
+        slots = window_slots(
+            ops.cast(mask, "bool"), attention_width, history_only
+        )
+        allowed = ops.logical_and(allowed, ops.stack(slots, axis=-1))
+    return allowed
+
+
+def band_to_dense(band, attention_width, history_only):
+    """Spreads band weights `(batch_size, T, w)` over `(batch_size, T, T)`.
+
+    Only for `return_attention`: the dense tensor is what the user asked for.
+    """
+    length = ops.shape(band)[1]
+    positions = ops.arange(length, dtype="int32")
+    slot = ops.expand_dims(positions, 0) - ops.expand_dims(
+        window_start(positions, attention_width, history_only), 1
+    )
+    inside = ops.logical_and(slot >= 0, slot < attention_width)
+    slot = ops.clip(slot, 0, attention_width - 1)
+    dense = ops.take_along_axis(
+        band, ops.broadcast_to(slot, ops.shape(band)[:1] + (length, length)),
+        axis=-1,
+    )
+    return ops.where(inside, dense, ops.zeros_like(dense))
+
+
+def band_weighted_sum(weights, values, attention_width, history_only):
+    """`v_t = sum_j weights[t, j] * value at slot j`, never a band of values.
+
+    Args:
+        weights: band weights of shape `(batch_size, T, w)`.
+        values: tensor of shape `(batch_size, T, dim)`.
+
+    Returns:
+        A tensor of shape `(batch_size, T, dim)`.
+    """
+    slots = window_slots(values, attention_width, history_only)
+    outputs = None
+    for j, slot_values in enumerate(slots):
+        term = weights[:, :, j : j + 1] * slot_values
+        outputs = term if outputs is None else outputs + term
+    return outputs
 
 
 def allowed_keys(length, attention_width=None, history_only=False, mask=None):
@@ -120,3 +223,77 @@ def attention_regularization(weights):
     identity = ops.eye(ops.shape(weights)[-1], dtype="float32")
     batch_size = ops.cast(ops.shape(weights)[0], "float32")
     return ops.sum(ops.square(gram - identity)) / batch_size
+
+
+def band_attention_regularization(band, attention_width, history_only):
+    """`attention_regularization` of band weights, without a `T x T` tensor.
+
+    `A A^T` is zero more than `w - 1` steps off its diagonal, so only the
+    diagonals `d = 0 .. w - 1` are computed:
+    `(A A^T)[t, t + d] = sum_j band[t, j] * band[t + d, j - d]`.
+
+    Args:
+        band: band weights of shape `(batch_size, T, w)`.
+
+    Returns:
+        A float32 scalar equal to `attention_regularization` of the dense
+        weights.
+    """
+    band = ops.cast(band, "float32")
+    length = ops.shape(band)[1]
+    squares = ops.zeros((), "float32")
+    trace = ops.sum(ops.square(band))
+    for offset in range(attention_width):
+        later = ops.pad(band, [(0, 0), (0, offset), (0, 0)])[
+            :, offset : offset + length, : attention_width - offset
+        ]
+        diagonal = ops.sum(band[:, :, offset:] * later, axis=-1)
+        # Off-diagonal entries appear twice in the symmetric A A^T.
+        squares += (1.0 if offset == 0 else 2.0) * ops.sum(
+            ops.square(diagonal)
+        )
+    batch_size = ops.cast(ops.shape(band)[0], "float32")
+    return (squares - 2.0 * trace) / batch_size + ops.cast(length, "float32")
+
+
+def _additive_block(queries, keys, kernel):
+    return ops.sum(ops.tanh(queries + keys) * kernel, axis=-1)
+
+
+_additive_block_remat = keras.remat(_additive_block)
+
+
+def additive_scores(queries, keys, kernel):
+    """`e = sum_u kernel[u] * tanh(queries[..., u] + keys[..., u])`.
+
+    The hidden tensor `tanh(queries + keys)` is the large one (`T x T x units`
+    for global attention), so it is built a block of units at a time and
+    recomputed in the backward pass rather than stored: peak memory is the
+    scores plus one block.
+
+    Args:
+        queries: tensor of shape `(batch_size, T, 1, units)`, the additive
+            bias already included.
+        keys: tensor of shape `(batch_size, 1, S, units)` (global attention)
+            or `(batch_size, T, w, units)` (a band).
+        kernel: tensor of shape `(units,)`.
+
+    Returns:
+        Scores of shape `(batch_size, T, S)` or `(batch_size, T, w)`.
+    """
+    units = kernel.shape[0]
+    pairs = [
+        max(queries.shape[i] or 1, keys.shape[i] or 1) for i in range(3)
+    ]
+    if None in queries.shape[:3] + keys.shape[:3]:
+        block = 1  # sizes unknown until run time: the safe choice
+    else:
+        block = max(1, ADDITIVE_BLOCK_ELEMENTS // (pairs[0] * pairs[1] * pairs[2]))
+    scores = None
+    for start in range(0, units, block):
+        stop = min(start + block, units)
+        part = _additive_block_remat(
+            queries[..., start:stop], keys[..., start:stop], kernel[start:stop]
+        )
+        scores = part if scores is None else scores + part
+    return scores

@@ -7,6 +7,10 @@ from keras import ops
 
 from keras_self_attention import attention_ops
 
+# Wider windows are computed densely: the band path unrolls one step per
+# window slot.
+MAX_BAND_WIDTH = 1024
+
 
 def _check_positive_int(name, value, allow_none=False):
     if value is None and allow_none:
@@ -242,50 +246,145 @@ class SeqSelfAttention(keras.layers.Layer):
         if self.use_attention_bias:
             self.ba = self._bias("ba", (1,))
 
-    def _scores(self, inputs):
-        """Attention logits `e` of shape `(batch_size, T, T)`."""
+    def _attention_path(self, inputs):
+        """How to compute this call: `"band"`, `"fused"` or `"dense"`.
+
+        - `"band"`: local attention on the window only, linear in `T`.
+        - `"fused"`: the backend's dot-product-attention op, for global
+          multiplicative attention when nothing needs the weights and no
+          activation changes the scores (`ba` shifts every score equally,
+          so the softmax ignores it).
+        - `"dense"`: `(batch_size, T, T)` scores, additive ones built a block
+          of units at a time.
+        """
+        width, length = self.attention_width, inputs.shape[1]
+        if (
+            width is not None
+            and width <= MAX_BAND_WIDTH
+            and (length is None or width < length)
+        ):
+            return "band"
+        if (
+            self.attention_type == self.ATTENTION_TYPE_MUL
+            and width is None
+            and self.attention_activation is None
+            and not self.return_attention
+            and not self.attention_regularizer_weight
+        ):
+            return "fused"
+        return "dense"
+
+    def _scores(self, inputs, band):
+        """Attention logits `e`, `(batch_size, T, w)` for a band, else `T`."""
         if self.attention_type == self.ATTENTION_TYPE_ADD:
-            queries = ops.expand_dims(ops.matmul(inputs, self.Wt), 2)
-            keys = ops.expand_dims(ops.matmul(inputs, self.Wx), 1)
-            hidden = queries + keys
+            queries = ops.matmul(inputs, self.Wt)
             if self.bh is not None:
-                hidden = hidden + self.bh
-            scores = ops.squeeze(ops.matmul(ops.tanh(hidden), self.Wa), -1)
+                queries = queries + self.bh
+            keys = ops.matmul(inputs, self.Wx)
+            if band:
+                keys = ops.stack(self._window_slots(keys), axis=2)
+            else:
+                keys = ops.expand_dims(keys, 1)
+            scores = attention_ops.additive_scores(
+                ops.expand_dims(queries, 2), keys, ops.squeeze(self.Wa, -1)
+            )
         else:
             # A product of two inputs overflows float16 easily, so the
             # scores are computed in the softmax's dtype.
             dtype = attention_ops.softmax_dtype(inputs.dtype)
             inputs = ops.cast(inputs, dtype)
-            scores = ops.matmul(
-                ops.matmul(inputs, ops.cast(self.Wa, dtype)),
-                ops.transpose(inputs, (0, 2, 1)),
-            )
+            queries = ops.matmul(inputs, ops.cast(self.Wa, dtype))
+            if band:
+                scores = ops.stack(
+                    [
+                        ops.sum(queries * keys, axis=-1)
+                        for keys in self._window_slots(inputs)
+                    ],
+                    axis=-1,
+                )
+            else:
+                scores = ops.matmul(queries, ops.transpose(inputs, (0, 2, 1)))
         if self.ba is not None:
             scores = scores + ops.cast(self.ba, scores.dtype)
         return scores
 
+    def _window_slots(self, keys):
+        return attention_ops.window_slots(
+            keys, self.attention_width, self.history_only
+        )
+
+    def _fused_outputs(self, inputs, mask):
+        dtype = attention_ops.softmax_dtype(inputs.dtype)
+        values = ops.cast(inputs, dtype)
+        queries = ops.matmul(values, ops.cast(self.Wa, dtype))
+        key_mask = None
+        if mask is not None:
+            key_mask = ops.cast(mask, "bool")[:, None, None, :]
+        outputs = ops.dot_product_attention(
+            ops.expand_dims(queries, 2),
+            ops.expand_dims(values, 2),
+            ops.expand_dims(values, 2),
+            mask=key_mask,
+            scale=1.0,
+            is_causal=self.history_only,
+        )
+        outputs = ops.squeeze(outputs, 2)
+        if mask is not None:
+            # The op spreads a query with no allowed key evenly over all
+            # keys; such a query must output zeros instead.
+            real = ops.cast(mask, "int32")
+            if self.history_only:
+                has_key = ops.cumsum(real, axis=1) > 0
+            else:
+                has_key = ops.sum(real, axis=1, keepdims=True) > 0
+            outputs = ops.where(
+                ops.expand_dims(has_key, -1), outputs, ops.zeros_like(outputs)
+            )
+        return ops.cast(outputs, inputs.dtype)
+
     def call(self, inputs, mask=None):
-        scores = self._scores(inputs)
+        path = self._attention_path(inputs)
+        if path == "fused":
+            return self._fused_outputs(inputs, mask)
+        band = path == "band"
+        scores = self._scores(inputs, band)
         if self.attention_activation is not None:
             scores = self.attention_activation(scores)
-        allowed = attention_ops.allowed_keys(
-            ops.shape(inputs)[1],
-            self.attention_width,
-            self.history_only,
-            mask,
-        )
+        length = ops.shape(inputs)[1]
+        if band:
+            allowed = attention_ops.band_allowed_keys(
+                length, self.attention_width, self.history_only, mask
+            )
+        else:
+            allowed = attention_ops.allowed_keys(
+                length, self.attention_width, self.history_only, mask
+            )
         weights = ops.cast(
             attention_ops.masked_softmax(scores, allowed), inputs.dtype
         )
-        outputs = ops.matmul(weights, inputs)
-        if self.attention_regularizer_weight > 0:
-            self.add_loss(
-                self.attention_regularizer_weight
-                * attention_ops.attention_regularization(weights)
+        if band:
+            outputs = attention_ops.band_weighted_sum(
+                weights, inputs, self.attention_width, self.history_only
             )
-        if self.return_attention:
-            return [outputs, weights]
-        return outputs
+        else:
+            outputs = ops.matmul(weights, inputs)
+        if self.attention_regularizer_weight > 0:
+            if band:
+                regularization = attention_ops.band_attention_regularization(
+                    weights, self.attention_width, self.history_only
+                )
+            else:
+                regularization = attention_ops.attention_regularization(
+                    weights
+                )
+            self.add_loss(self.attention_regularizer_weight * regularization)
+        if not self.return_attention:
+            return outputs
+        if band:
+            weights = attention_ops.band_to_dense(
+                weights, self.attention_width, self.history_only
+            )
+        return [outputs, weights]
 
     def compute_output_shape(self, input_shape):
         if self.return_attention:

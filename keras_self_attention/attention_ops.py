@@ -12,10 +12,10 @@ and can be tested on its own.
 import keras
 from keras import ops
 
-# Additive scores are computed a block of units at a time, each block
-# recomputed in the backward pass, so at most about this many elements of
-# the (batch_size, T, keys, units) hidden tensor exist at once.
-ADDITIVE_BLOCK_ELEMENTS = 2**24
+# Global additive scores are computed a block of rows at a time, so at most
+# about this many elements of the (T, S, units) hidden tensor of one sequence
+# exist at once.
+ADDITIVE_BLOCK_ELEMENTS = 2**17
 
 
 def window_start(query_positions, attention_width, history_only):
@@ -256,44 +256,152 @@ def band_attention_regularization(band, attention_width, history_only):
     return (squares - 2.0 * trace) / batch_size + ops.cast(length, "float32")
 
 
-def _additive_block(queries, keys, kernel):
-    return ops.sum(ops.tanh(queries + keys) * kernel, axis=-1)
+def _rows_per_block(units, size):
+    """Rows of the hidden tensor per loop step: about a megabyte a sequence."""
+    return max(1, ADDITIVE_BLOCK_ELEMENTS // (units * (size or 2048)))
 
 
-_additive_block_remat = keras.remat(_additive_block)
+def _pad_to_multiple(tensor, axis, block):
+    """Zero-pads `axis` of `tensor` up to a multiple of `block`."""
+    shape = list(ops.shape(tensor))
+    shape[axis] = (-shape[axis]) % block
+    return ops.concatenate([tensor, ops.zeros(shape, tensor.dtype)], axis)
+
+
+@ops.custom_gradient
+def _additive_scores(queries, keys, kernel):
+    """Additive scores with a hand-written gradient that recomputes `tanh`.
+
+    `queries` is `(batch_size, T, units)`, `keys` `(batch_size, S, units)`
+    and `kernel` `(units, 1)`. Both passes loop over blocks of a few query
+    rows, so only a `(batch_size, rows, S, units)` block of the hidden
+    tensor is alive at any time; the gradient being written out, nothing is
+    stored per step for the backward pass either. Sums over units are
+    matrix products, the cheapest pass over a block.
+    """
+    batch_size, length, units = ops.shape(queries)
+    size = ops.shape(keys)[1]
+    row_block = _rows_per_block(units, keys.shape[1])
+    padded = _pad_to_multiple(queries, 1, row_block)
+    steps = ops.shape(padded)[1] // row_block
+    # (steps, batch_size, rows, 1, units): one loop step per leading entry.
+    query_rows = ops.transpose(
+        ops.reshape(padded, (batch_size, steps, row_block, 1, units)),
+        (1, 0, 2, 3, 4),
+    )
+    keys = ops.expand_dims(keys, 1)
+
+    def score_rows(carry, rows):
+        hidden = ops.tanh(rows + keys)
+        rows = ops.squeeze(ops.matmul(hidden, kernel), -1)
+        return rows, rows  # `scan` wants the carry shaped like the output
+
+    _, scores = ops.scan(
+        score_rows,
+        ops.zeros((batch_size, row_block, size), queries.dtype),
+        query_rows,
+    )
+    scores = ops.reshape(
+        ops.transpose(scores, (1, 0, 2, 3)), (batch_size, -1, size)
+    )[:, :length]
+
+    def grad(*args, upstream=None):
+        if upstream is None:
+            (upstream,) = args
+        upstream = _pad_to_multiple(
+            ops.cast(upstream, queries.dtype), 1, row_block
+        )
+        kernel_row = ops.reshape(kernel, (1, 1, units))
+
+        # With h = tanh(q + k) and g the upstream gradient of e = h . w:
+        #   dw = sum g h,  dq = w (sum_s g - sum_s g h^2),
+        #   dk = w (sum_t g - sum_t g h^2).
+        def backward_rows(step, carry):
+            d_queries, d_keys, d_kernel = carry
+            start = step * row_block
+            rows = ops.slice(
+                padded, (0, start, 0), (batch_size, row_block, units)
+            )
+            row_upstream = ops.slice(
+                upstream, (0, start, 0), (batch_size, row_block, size)
+            )
+            hidden = ops.tanh(ops.expand_dims(rows, 2) + keys)
+            flat_upstream = ops.reshape(row_upstream, (1, -1))
+            d_kernel = d_kernel + ops.transpose(
+                ops.matmul(flat_upstream, ops.reshape(hidden, (-1, units)))
+            )
+            squared = hidden * hidden
+            weighted = ops.matmul(
+                ops.expand_dims(row_upstream, 2), squared
+            )  # (batch_size, rows, 1, units)
+            row_grads = kernel_row * (
+                ops.sum(row_upstream, axis=2, keepdims=True)
+                - ops.squeeze(weighted, 2)
+            )
+            d_queries = ops.slice_update(d_queries, (0, start, 0), row_grads)
+            d_keys = d_keys + kernel_row * (
+                ops.expand_dims(ops.sum(row_upstream, axis=1), -1)
+                - ops.sum(ops.expand_dims(row_upstream, -1) * squared, axis=1)
+            )
+            return d_queries, d_keys, d_kernel
+
+        d_queries, d_keys, d_kernel = ops.fori_loop(
+            0,
+            steps,
+            backward_rows,
+            (
+                ops.zeros_like(padded),
+                ops.zeros_like(ops.squeeze(keys, 1)),
+                ops.zeros_like(kernel),
+            ),
+        )
+        return d_queries[:, :length], d_keys, d_kernel
+
+    return scores, grad
 
 
 def additive_scores(queries, keys, kernel):
-    """`e = sum_u kernel[u] * tanh(queries[..., u] + keys[..., u])`.
+    """Global additive scores `e[b, t, s] = sum_u kernel[u] * tanh(q + k)`.
 
-    The hidden tensor `tanh(queries + keys)` is the large one (`T x T x units`
-    for global attention), so it is built a block of units at a time and
-    recomputed in the backward pass rather than stored: peak memory is the
+    The hidden tensor `tanh(queries[:, t] + keys[:, s])` has `T x S x units`
+    entries per sequence, so it is never built whole, in the forward pass or
+    in the gradient: a loop computes it a few query rows at a time, and the
+    gradient recomputes it a few key columns at a time. Peak memory is the
     scores plus one block.
 
     Args:
-        queries: tensor of shape `(batch_size, T, 1, units)`, the additive
-            bias already included.
-        keys: tensor of shape `(batch_size, 1, S, units)` (global attention)
-            or `(batch_size, T, w, units)` (a band).
+        queries: tensor of shape `(batch_size, T, units)`, the additive bias
+            already added.
+        keys: tensor of shape `(batch_size, S, units)`.
         kernel: tensor of shape `(units,)`.
 
     Returns:
-        Scores of shape `(batch_size, T, S)` or `(batch_size, T, w)`.
+        Scores of shape `(batch_size, T, S)`.
     """
-    units = kernel.shape[0]
-    pairs = [
-        max(queries.shape[i] or 1, keys.shape[i] or 1) for i in range(3)
-    ]
-    if None in queries.shape[:3] + keys.shape[:3]:
-        block = 1  # sizes unknown until run time: the safe choice
-    else:
-        block = max(1, ADDITIVE_BLOCK_ELEMENTS // (pairs[0] * pairs[1] * pairs[2]))
-    scores = None
-    for start in range(0, units, block):
-        stop = min(start + block, units)
-        part = _additive_block_remat(
-            queries[..., start:stop], keys[..., start:stop], kernel[start:stop]
-        )
-        scores = part if scores is None else scores + part
-    return scores
+    return _additive_scores(queries, keys, ops.expand_dims(kernel, -1))
+
+
+def _slot_scores(queries, keys, kernel):
+    return ops.sum(ops.tanh(queries + keys) * kernel, axis=-1)
+
+
+_slot_scores_remat = keras.remat(_slot_scores)
+
+
+def band_additive_scores(queries, key_slots, kernel):
+    """Additive scores of a band, one window slot at a time.
+
+    Args:
+        queries: tensor of shape `(batch_size, T, units)`, the additive bias
+            already added.
+        key_slots: list of `w` tensors of shape `(batch_size, T, units)`,
+            as `window_slots` returns them.
+        kernel: tensor of shape `(units,)`.
+
+    Returns:
+        Scores of shape `(batch_size, T, w)`.
+    """
+    return ops.stack(
+        [_slot_scores_remat(queries, keys, kernel) for keys in key_slots],
+        axis=-1,
+    )

@@ -281,13 +281,13 @@ class SeqSelfAttention(keras.layers.Layer):
             if self.bh is not None:
                 queries = queries + self.bh
             keys = ops.matmul(inputs, self.Wx)
+            kernel = ops.squeeze(self.Wa, -1)
             if band:
-                keys = ops.stack(self._window_slots(keys), axis=2)
+                scores = attention_ops.band_additive_scores(
+                    queries, self._window_slots(keys), kernel
+                )
             else:
-                keys = ops.expand_dims(keys, 1)
-            scores = attention_ops.additive_scores(
-                ops.expand_dims(queries, 2), keys, ops.squeeze(self.Wa, -1)
-            )
+                scores = attention_ops.additive_scores(queries, keys, kernel)
         else:
             # A product of two inputs overflows float16 easily, so the
             # scores are computed in the softmax's dtype.

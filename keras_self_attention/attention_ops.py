@@ -17,6 +17,10 @@ from keras import ops
 # exist at once.
 ADDITIVE_BLOCK_ELEMENTS = 2**17
 
+# Local attention's outputs (and multiplicative scores) are small dense
+# matrix products over blocks of this many queries.
+BAND_BLOCK = 64
+
 
 def window_start(query_positions, attention_width, history_only):
     """First key position each query may attend to in a local window.
@@ -114,8 +118,102 @@ def band_to_dense(band, attention_width, history_only):
     return ops.where(inside, dense, ops.zeros_like(dense))
 
 
+def _pad_end(tensor, axis, amount):
+    """Appends `amount` zeros along `axis`; `amount` may be a tensor."""
+    shape = list(ops.shape(tensor))
+    shape[axis] = amount
+    return ops.concatenate([tensor, ops.zeros(shape, tensor.dtype)], axis)
+
+
+def _query_blocks(tensor, block):
+    """`(batch_size, T, ...)` to `(batch_size, ceil(T / block), block, ...)`."""
+    tensor = _pad_end(tensor, 1, (-ops.shape(tensor)[1]) % block)
+    shape = list(ops.shape(tensor))
+    return ops.reshape(tensor, [shape[0], -1, block] + shape[2:])
+
+
+def _join_query_blocks(tensor, length):
+    """Inverse of `_query_blocks`, cut back to `length` steps."""
+    shape = list(ops.shape(tensor))
+    return ops.reshape(tensor, [shape[0], -1] + shape[3:])[:, :length]
+
+
+def _band_block(attention_width):
+    return max(BAND_BLOCK, attention_width - 1)
+
+
+def window_blocks(values, attention_width, history_only):
+    """The keys each block of `_band_block(w)` queries can see.
+
+    Query `t = c * block + i` sees keys `i : i + w` of block `c`, so a band
+    turns into a small dense product per block (see `_band_to_blocks`).
+
+    Args:
+        values: tensor of shape `(batch_size, T, dim)`.
+
+    Returns:
+        A tensor of shape `(batch_size, ceil(T / block), block + w - 1, dim)`.
+    """
+    block = _band_block(attention_width)
+    before, after = window_padding(attention_width, history_only)
+    length = ops.shape(values)[1]
+    padded = ops.pad(values, [(0, 0), (before, after), (0, 0)])
+    # Now `T + w - 1` long; whole blocks plus the `w - 1` keys after them.
+    padded = _pad_end(padded, 1, (-length) % block)
+    current = _query_blocks(padded, block)[:, : (length + block - 1) // block]
+    if attention_width == 1:
+        return current
+    following = _query_blocks(padded[:, block:], block)
+    return ops.concatenate(
+        [current, following[:, :, : attention_width - 1]], axis=2
+    )
+
+
+def _band_to_blocks(band, attention_width):
+    """`(..., block, w)` band to `(..., block, block + w - 1)` dense blocks.
+
+    Row `i` moves right by `i`: padding each row to `block + w` and
+    re-reading the flat buffer with rows one shorter does exactly that.
+    """
+    shape = list(ops.shape(band))
+    block = shape[-2]
+    band = _pad_end(band, len(shape) - 1, block)
+    flat = ops.reshape(band, shape[:-2] + [block * (block + attention_width)])
+    flat = flat[..., : block * (block + attention_width - 1)]
+    return ops.reshape(flat, shape[:-2] + [block, block + attention_width - 1])
+
+
+def _blocks_to_band(dense, attention_width):
+    """Inverse of `_band_to_blocks`."""
+    shape = list(ops.shape(dense))
+    block = shape[-2]
+    flat = ops.reshape(dense, shape[:-2] + [-1])
+    flat = _pad_end(flat, len(shape) - 2, block)
+    rows = ops.reshape(flat, shape[:-2] + [block, block + attention_width])
+    return rows[..., :attention_width]
+
+
+def band_dot_scores(queries, keys, attention_width, history_only):
+    """`scores[t, j] = queries[t] . key at slot j`, as blocked matmuls.
+
+    Args:
+        queries: tensor of shape `(batch_size, T, dim)`.
+        keys: tensor of shape `(batch_size, T, dim)`.
+
+    Returns:
+        Scores of shape `(batch_size, T, w)`.
+    """
+    block = _band_block(attention_width)
+    key_blocks = window_blocks(keys, attention_width, history_only)
+    dense = ops.matmul(
+        _query_blocks(queries, block), ops.swapaxes(key_blocks, -1, -2)
+    )
+    band = _blocks_to_band(dense, attention_width)
+    return _join_query_blocks(band, ops.shape(queries)[1])
+
+
 def band_weighted_sum(weights, values, attention_width, history_only):
-    """`v_t = sum_j weights[t, j] * value at slot j`, never a band of values.
+    """`v_t = sum_j weights[t, j] * value at slot j`, as blocked matmuls.
 
     Args:
         weights: band weights of shape `(batch_size, T, w)`.
@@ -124,12 +222,12 @@ def band_weighted_sum(weights, values, attention_width, history_only):
     Returns:
         A tensor of shape `(batch_size, T, dim)`.
     """
-    slots = window_slots(values, attention_width, history_only)
-    outputs = None
-    for j, slot_values in enumerate(slots):
-        term = weights[:, :, j : j + 1] * slot_values
-        outputs = term if outputs is None else outputs + term
-    return outputs
+    block = _band_block(attention_width)
+    dense = _band_to_blocks(_query_blocks(weights, block), attention_width)
+    outputs = ops.matmul(
+        dense, window_blocks(values, attention_width, history_only)
+    )
+    return _join_query_blocks(outputs, ops.shape(values)[1])
 
 
 def allowed_keys(length, attention_width=None, history_only=False, mask=None):

@@ -274,44 +274,72 @@ class SeqSelfAttention(keras.layers.Layer):
             return "fused"
         return "dense"
 
-    def _scores(self, inputs, band):
-        """Attention logits `e`, `(batch_size, T, w)` for a band, else `T`."""
+    def _queries_and_keys(self, inputs):
+        """Additive attention's `x Wt + bh` and `x Wx`."""
+        queries = ops.matmul(inputs, self.Wt)
+        if self.bh is not None:
+            queries = queries + self.bh
+        return queries, ops.matmul(inputs, self.Wx)
+
+    def _finish_scores(self, scores):
+        if self.ba is not None:
+            scores = scores + ops.cast(self.ba, scores.dtype)
+        if self.attention_activation is not None:
+            scores = self.attention_activation(scores)
+        return scores
+
+    def _dense_attention(self, inputs, mask):
+        """Outputs and `(batch_size, T, T)` weights."""
         if self.attention_type == self.ATTENTION_TYPE_ADD:
-            queries = ops.matmul(inputs, self.Wt)
-            if self.bh is not None:
-                queries = queries + self.bh
-            keys = ops.matmul(inputs, self.Wx)
-            kernel = ops.squeeze(self.Wa, -1)
-            if band:
-                scores = attention_ops.band_additive_scores(
-                    queries, self._window_slots(keys), kernel
-                )
-            else:
-                scores = attention_ops.additive_scores(queries, keys, kernel)
+            queries, keys = self._queries_and_keys(inputs)
+            scores = attention_ops.additive_scores(
+                queries, keys, ops.squeeze(self.Wa, -1)
+            )
         else:
             # A product of two inputs overflows float16 easily, so the
             # scores are computed in the softmax's dtype.
             dtype = attention_ops.softmax_dtype(inputs.dtype)
-            inputs = ops.cast(inputs, dtype)
-            queries = ops.matmul(inputs, ops.cast(self.Wa, dtype))
-            if band:
-                scores = ops.stack(
-                    [
-                        ops.sum(queries * keys, axis=-1)
-                        for keys in self._window_slots(inputs)
-                    ],
-                    axis=-1,
-                )
-            else:
-                scores = ops.matmul(queries, ops.transpose(inputs, (0, 2, 1)))
-        if self.ba is not None:
-            scores = scores + ops.cast(self.ba, scores.dtype)
-        return scores
-
-    def _window_slots(self, keys):
-        return attention_ops.window_slots(
-            keys, self.attention_width, self.history_only
+            keys = ops.cast(inputs, dtype)
+            queries = ops.matmul(keys, ops.cast(self.Wa, dtype))
+            scores = ops.matmul(queries, ops.transpose(keys, (0, 2, 1)))
+        allowed = attention_ops.allowed_keys(
+            ops.shape(inputs)[1], self.attention_width, self.history_only, mask
         )
+        weights = ops.cast(
+            attention_ops.masked_softmax(self._finish_scores(scores), allowed),
+            inputs.dtype,
+        )
+        return ops.matmul(weights, inputs), weights
+
+    def _band_attention(self, inputs, mask):
+        """Outputs and `(batch_size, T, w)` band weights of local attention."""
+        width, history_only = self.attention_width, self.history_only
+        if self.attention_type == self.ATTENTION_TYPE_ADD:
+            queries, keys = self._queries_and_keys(inputs)
+            scores = attention_ops.band_additive_scores(
+                queries,
+                attention_ops.window_slots(keys, width, history_only),
+                ops.squeeze(self.Wa, -1),
+            )
+        else:
+            dtype = attention_ops.softmax_dtype(inputs.dtype)
+            queries = ops.matmul(
+                ops.cast(inputs, dtype), ops.cast(self.Wa, dtype)
+            )
+            scores = attention_ops.band_dot_scores(
+                queries, ops.cast(inputs, dtype), width, history_only
+            )
+        allowed = attention_ops.band_allowed_keys(
+            ops.shape(inputs)[1], width, history_only, mask
+        )
+        weights = ops.cast(
+            attention_ops.masked_softmax(self._finish_scores(scores), allowed),
+            inputs.dtype,
+        )
+        outputs = attention_ops.band_weighted_sum(
+            weights, inputs, width, history_only
+        )
+        return outputs, weights
 
     def _fused_outputs(self, inputs, mask):
         dtype = attention_ops.softmax_dtype(inputs.dtype)
@@ -347,27 +375,10 @@ class SeqSelfAttention(keras.layers.Layer):
         if path == "fused":
             return self._fused_outputs(inputs, mask)
         band = path == "band"
-        scores = self._scores(inputs, band)
-        if self.attention_activation is not None:
-            scores = self.attention_activation(scores)
-        length = ops.shape(inputs)[1]
         if band:
-            allowed = attention_ops.band_allowed_keys(
-                length, self.attention_width, self.history_only, mask
-            )
+            outputs, weights = self._band_attention(inputs, mask)
         else:
-            allowed = attention_ops.allowed_keys(
-                length, self.attention_width, self.history_only, mask
-            )
-        weights = ops.cast(
-            attention_ops.masked_softmax(scores, allowed), inputs.dtype
-        )
-        if band:
-            outputs = attention_ops.band_weighted_sum(
-                weights, inputs, self.attention_width, self.history_only
-            )
-        else:
-            outputs = ops.matmul(weights, inputs)
+            outputs, weights = self._dense_attention(inputs, mask)
         if self.attention_regularizer_weight > 0:
             if band:
                 regularization = attention_ops.band_attention_regularization(

@@ -2,10 +2,27 @@
 
 import keras
 
+from keras_self_attention.custom_objects import get_custom_objects
+from keras_self_attention.multi_head import MultiHead
+from keras_self_attention.residual_scaled_dot_product_attention import (
+    ResidualScaledDotProductAttention,
+)
+from keras_self_attention.scaled_dot_product_attention import (
+    ScaledDotProductAttention,
+)
 from keras_self_attention.seq_self_attention import SeqSelfAttention
+from keras_self_attention.seq_weighted_attention import SeqWeightedAttention
 
-__all__ = ["SeqSelfAttention"]
+__all__ = [
+    "MultiHead",
+    "ResidualScaledDotProductAttention",
+    "ScaledDotProductAttention",
+    "SeqSelfAttention",
+    "SeqWeightedAttention",
+    "get_custom_objects",
+]
 __version__ = "1.0.0"
 
-# Models saved by keras-self-attention 0.51 name the class without a package.
-keras.saving.get_custom_objects().update(SeqSelfAttention.get_custom_objects())
+# Models saved by keras-self-attention 0.51 name the classes without a
+# package.
+keras.saving.get_custom_objects().update(get_custom_objects())

@@ -6,43 +6,13 @@ import keras
 from keras import ops
 
 from keras_self_attention import attention_ops
+from keras_self_attention.arguments import check_bool
+from keras_self_attention.arguments import check_positive_int
+from keras_self_attention.arguments import get_object
 
 # Wider windows are computed densely: the band path unrolls one step per
 # window slot.
 MAX_BAND_WIDTH = 1024
-
-
-def _check_positive_int(name, value, allow_none=False):
-    if value is None and allow_none:
-        return
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Integral)
-        or value < 1
-    ):
-        kind = "a positive integer or `None`" if allow_none else (
-            "a positive integer"
-        )
-        raise ValueError(f"`{name}` must be {kind}. Received: {name}={value!r}")
-
-
-def _check_bool(name, value):
-    if not isinstance(value, bool):
-        raise ValueError(
-            f"`{name}` must be a boolean. Received: {name}={value!r}"
-        )
-
-
-def _get(module, name, value):
-    """`module.get(value)`, re-raised as a ValueError naming the argument."""
-    try:
-        return module.get(value)
-    except (ValueError, TypeError) as error:
-        raise ValueError(
-            f"`{name}` must be a name, config dict or instance that "
-            f"`keras.{module.__name__.split('.')[-1]}.get` understands. "
-            f"Received: {name}={value!r}"
-        ) from error
 
 
 @keras.saving.register_keras_serializable(package="keras_self_attention")
@@ -136,8 +106,8 @@ class SeqSelfAttention(keras.layers.Layer):
         attention_regularizer_weight=0.0,
         **kwargs,
     ):
-        _check_positive_int("units", units)
-        _check_positive_int("attention_width", attention_width, True)
+        check_positive_int("units", units)
+        check_positive_int("attention_width", attention_width, True)
         if attention_type not in (
             self.ATTENTION_TYPE_ADD,
             self.ATTENTION_TYPE_MUL,
@@ -152,7 +122,7 @@ class SeqSelfAttention(keras.layers.Layer):
             ("use_additive_bias", use_additive_bias),
             ("use_attention_bias", use_attention_bias),
         ):
-            _check_bool(name, value)
+            check_bool(name, value)
         if (
             isinstance(attention_regularizer_weight, bool)
             or not isinstance(attention_regularizer_weight, numbers.Real)
@@ -169,22 +139,22 @@ class SeqSelfAttention(keras.layers.Layer):
         self.attention_type = attention_type
         self.return_attention = return_attention
         self.history_only = history_only
-        self.kernel_initializer = _get(
+        self.kernel_initializer = get_object(
             keras.initializers, "kernel_initializer", kernel_initializer
         )
-        self.bias_initializer = _get(
+        self.bias_initializer = get_object(
             keras.initializers, "bias_initializer", bias_initializer
         )
-        self.kernel_regularizer = _get(
+        self.kernel_regularizer = get_object(
             keras.regularizers, "kernel_regularizer", kernel_regularizer
         )
-        self.bias_regularizer = _get(
+        self.bias_regularizer = get_object(
             keras.regularizers, "bias_regularizer", bias_regularizer
         )
-        self.kernel_constraint = _get(
+        self.kernel_constraint = get_object(
             keras.constraints, "kernel_constraint", kernel_constraint
         )
-        self.bias_constraint = _get(
+        self.bias_constraint = get_object(
             keras.constraints, "bias_constraint", bias_constraint
         )
         self.use_additive_bias = use_additive_bias
@@ -192,7 +162,7 @@ class SeqSelfAttention(keras.layers.Layer):
         self.attention_activation = (
             None
             if attention_activation is None
-            else _get(
+            else get_object(
                 keras.activations,
                 "attention_activation",
                 attention_activation,

@@ -1,7 +1,7 @@
-"""A plain numpy reference for SeqSelfAttention, written from the formulas.
+"""Plain numpy references for the layers, written from the formulas.
 
-Deliberately naive (loops over queries and keys, float64) so that it is easy
-to check by eye against the README; the layer is compared to it.
+Deliberately naive (loops over queries and keys, float64) so that they are
+easy to check by eye against the README; the layers are compared to them.
 """
 
 import numpy as np
@@ -80,3 +80,73 @@ def seq_self_attention(
     gram = attention @ attention.transpose(0, 2, 1)
     regularization = np.sum((gram - np.eye(length)) ** 2) / batch_size
     return outputs, attention, regularization
+
+
+def _softmax_over(scores):
+    """Softmax of a dict `{position: score}`; empty for no positions."""
+    if not scores:
+        return {}
+    top = max(scores.values())
+    total = sum(np.exp(e - top) for e in scores.values())
+    return {s: np.exp(e - top) / total for s, e in scores.items()}
+
+
+def seq_weighted_attention(x, kernel, bias=None, mask=None):
+    """Returns `(outputs, weights)` of weighted pooling over the steps of `x`.
+
+    `e_t = x_t W + b`, `a = softmax(e)` over the unmasked steps,
+    `y = sum_t a_t x_t`.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    kernel = np.asarray(kernel, dtype=np.float64)
+    bias = 0.0 if bias is None else float(np.asarray(bias).reshape(()))
+    batch_size, length, dim = x.shape
+    if mask is None:
+        mask = np.ones((batch_size, length), dtype=bool)
+    weights = np.zeros((batch_size, length))
+    outputs = np.zeros((batch_size, dim))
+    for b in range(batch_size):
+        scores = {
+            t: x[b, t] @ kernel[:, 0] + bias
+            for t in range(length)
+            if mask[b, t]
+        }
+        for t, a in _softmax_over(scores).items():
+            weights[b, t] = a
+            outputs[b] += a * x[b, t]
+    return outputs, weights
+
+
+def scaled_dot_product_attention(
+    query, key, value, key_mask=None, history_only=False, previous=None
+):
+    """Returns `(outputs, scores, weights)` of scaled dot-product attention.
+
+    `scores[t, s] = q_t . k_s / sqrt(d_k) (+ previous[t, s])`; query `t`
+    attends to the unmasked keys `s` (with `history_only`, `s <= t`).
+    """
+    query, key, value = (
+        np.asarray(t, dtype=np.float64) for t in (query, key, value)
+    )
+    batch_size, query_length, dim = query.shape
+    key_length = key.shape[1]
+    if key_mask is None:
+        key_mask = np.ones((batch_size, key_length), dtype=bool)
+    scores = np.zeros((batch_size, query_length, key_length))
+    weights = np.zeros_like(scores)
+    outputs = np.zeros((batch_size, query_length, value.shape[-1]))
+    for b in range(batch_size):
+        for t in range(query_length):
+            for s in range(key_length):
+                scores[b, t, s] = query[b, t] @ key[b, s] / np.sqrt(dim)
+                if previous is not None:
+                    scores[b, t, s] += previous[b, t, s]
+            allowed = {
+                s: scores[b, t, s]
+                for s in range(key_length)
+                if key_mask[b, s] and not (history_only and s > t)
+            }
+            for s, a in _softmax_over(allowed).items():
+                weights[b, t, s] = a
+                outputs[b, t] += a * value[b, s]
+    return outputs, scores, weights

@@ -33,5 +33,7 @@ def test_benchmark_smoke(tmp_path):
     assert all("error" not in r for r in results), results
     assert all(r["time_s"] > 0 and r["peak_rss_gb"] > 0 for r in results)
     assert (tmp_path / f"{backend}.png").stat().st_size > 10_000
-    assert "| ours |" not in done.stdout  # the table has one row per config
-    assert f"| {backend} | additive width 15 | 16 |" in done.stdout
+    rows = [l for l in done.stdout.splitlines() if l.startswith(f"| {backend} |")]
+    # One row per configuration and length, with ours and MHA side by side.
+    assert len(rows) == 2
+    assert rows[0].startswith(f"| {backend} | additive width 15 | 16 |")

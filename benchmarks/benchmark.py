@@ -309,17 +309,30 @@ def plot(results, path):
             key = (r["backend"], r["implementation"], r["config"])
             series.setdefault(key, []).append(r)
     styles = {"ours": "-", "0.51": "--", "mha": ":"}
-    for (backend, implementation, config), points in sorted(series.items()):
+    series = dict(
+        sorted(
+            series.items(),
+            key=lambda item: (
+                IMPLEMENTATIONS.index(item[0][1]),
+                list(CONFIGS).index(item[0][2]),
+            ),
+        )
+    )
+    for (backend, implementation, config), points in series.items():
         points.sort(key=lambda r: r["length"])
         lengths = [r["length"] for r in points]
         label = f"{implementation} {config}"
         if len({r["backend"] for r in results}) > 1:
             label += f" ({backend})"
-        style = styles[implementation]
-        left.plot(lengths, [r["time_s"] for r in points], style, marker="o",
-                  label=label)
-        right.plot(lengths, [r["peak_rss_gb"] for r in points], style,
-                   marker="o", label=label)
+        # Colour tells the configuration, line style the implementation.
+        look = dict(
+            linestyle=styles[implementation],
+            color=f"C{list(CONFIGS).index(config)}",
+            marker="o",
+            label=label,
+        )
+        left.plot(lengths, [r["time_s"] for r in points], **look)
+        right.plot(lengths, [r["peak_rss_gb"] for r in points], **look)
     for axis, name in ((left, "train step time (s)"), (right, "peak RSS (GB)")):
         axis.set_xscale("log", base=2)
         axis.set_yscale("log")

@@ -82,3 +82,20 @@ def assert_input_gradient_matches(layer, reference, x, mask, rng):
     )
     assert np.all(np.isfinite(grads[0]))
     np.testing.assert_allclose(grads[0], expected, rtol=1e-3, atol=1e-4)
+
+
+def assert_fit_improves(model, x, y, loss="sparse_categorical_crossentropy", epochs=10):
+    """Training under `jit_compile` runs and lowers the loss.
+
+    torch.compile is slow to warm up and optional in Keras; the other two
+    backends compile the whole step with XLA.
+    """
+    model.compile(
+        optimizer="adam",
+        loss=loss,
+        jit_compile=keras.backend.backend() != "torch",
+    )
+    before = model.evaluate(x, y, verbose=0)
+    model.fit(x, y, epochs=epochs, batch_size=4, verbose=0)
+    after = model.evaluate(x, y, verbose=0)
+    assert np.isfinite(after) and after < before

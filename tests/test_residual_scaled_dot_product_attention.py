@@ -11,6 +11,7 @@ from keras_self_attention import (
 )
 from tests import numpy_reference
 from tests.layer_checks import (
+    assert_fit_improves,
     assert_config_round_trip,
     assert_save_and_load,
     tensor_mask,
@@ -232,15 +233,7 @@ def token_data(rng, batch_size=8, length=6):
 def test_fit_under_jit(rng):
     inputs, targets = token_data(rng)
     model = realformer()
-    model.compile(
-        optimizer="adam",
-        loss="sparse_categorical_crossentropy",
-        jit_compile=BACKEND != "torch",
-    )
-    before = model.evaluate(inputs, targets, verbose=0)
-    model.fit(inputs, targets, epochs=10, batch_size=4, verbose=0)
-    after = model.evaluate(inputs, targets, verbose=0)
-    assert np.isfinite(after) and after < before
+    assert_fit_improves(model, inputs, targets, epochs=10)
 
 
 @pytest.mark.parametrize("return_attention", [False, True])

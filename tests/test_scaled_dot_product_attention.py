@@ -8,6 +8,7 @@ from keras import ops
 from keras_self_attention import ScaledDotProductAttention
 from tests import numpy_reference
 from tests.layer_checks import (
+    assert_fit_improves,
     assert_config_round_trip,
     assert_input_gradient_matches,
     assert_save_and_load,
@@ -236,15 +237,7 @@ def test_mask_from_embedding_matches_explicit_mask(rng):
 def test_fit_under_jit(rng):
     tokens, targets = token_data(rng)
     model = tagging_model(history_only=True)
-    model.compile(
-        optimizer="adam",
-        loss="sparse_categorical_crossentropy",
-        jit_compile=BACKEND != "torch",
-    )
-    before = model.evaluate(tokens, targets, verbose=0)
-    model.fit(tokens, targets, epochs=10, batch_size=4, verbose=0)
-    after = model.evaluate(tokens, targets, verbose=0)
-    assert np.isfinite(after) and after < before
+    assert_fit_improves(model, tokens, targets, epochs=10)
 
 
 @pytest.mark.parametrize("return_attention", [False, True])

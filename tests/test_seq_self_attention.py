@@ -10,6 +10,7 @@ from keras import ops
 
 from keras_self_attention import SeqSelfAttention
 from tests import numpy_reference
+from tests.layer_checks import assert_fit_improves
 
 BACKEND = keras.backend.backend()
 ATTENTION_TYPES = ["additive", "multiplicative"]
@@ -418,17 +419,7 @@ def test_fit_under_jit(rng, attention_type):
         attention_width=3,
         attention_regularizer_weight=1e-2,
     )
-    # torch.compile is slow to warm up and optional in Keras; the other two
-    # backends compile the whole step with XLA.
-    model.compile(
-        optimizer="adam",
-        loss="sparse_categorical_crossentropy",
-        jit_compile=BACKEND != "torch",
-    )
-    before = model.evaluate(tokens, targets, verbose=0)
-    model.fit(tokens, targets, epochs=15, batch_size=4, verbose=0)
-    after = model.evaluate(tokens, targets, verbose=0)
-    assert np.isfinite(after) and after < before
+    assert_fit_improves(model, tokens, targets, epochs=15)
 
 
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])

@@ -52,7 +52,9 @@ LENGTHS = [256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536]
 # ------------------------------------------------------------------ worker
 
 
-def build_layer(implementation, attention_type, width, history_only, dim, units):
+def build_layer(
+    implementation, attention_type, width, history_only, dim, units
+):
     if implementation == "mha":
         import keras
 
@@ -234,9 +236,7 @@ def describe(result):
     )
     if "error" in result:
         return f"{head}  {result['error']}"
-    return (
-        f"{head}  {result['time_s']:8.3f} s  {result['peak_rss_gb']:6.2f} GB"
-    )
+    return f"{head}  {result['time_s']:8.3f} s  {result['peak_rss_gb']:6.2f} GB"
 
 
 def table(results):
@@ -353,10 +353,15 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--backends", nargs="+", default=["tensorflow"])
-    parser.add_argument("--implementations", nargs="+",
-                        default=IMPLEMENTATIONS, choices=IMPLEMENTATIONS)
-    parser.add_argument("--configs", nargs="+", default=list(CONFIGS),
-                        choices=list(CONFIGS))
+    parser.add_argument(
+        "--implementations",
+        nargs="+",
+        default=IMPLEMENTATIONS,
+        choices=IMPLEMENTATIONS,
+    )
+    parser.add_argument(
+        "--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS)
+    )
     parser.add_argument("--lengths", nargs="+", type=int, default=LENGTHS)
     parser.add_argument(
         "--jit-compile",
@@ -369,21 +374,30 @@ def parse_args(argv=None):
     parser.add_argument("--units", type=int, default=32)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--time-budget", type=float, default=30.0,
-                        help="stop repeating a step after this many seconds")
+    parser.add_argument(
+        "--time-budget",
+        type=float,
+        default=30.0,
+        help="stop repeating a step after this many seconds",
+    )
     parser.add_argument("--memory-limit-gb", type=float, default=20.0)
     parser.add_argument("--step-limit-s", type=float, default=60.0)
     parser.add_argument("--timeout", type=float, default=900.0)
     parser.add_argument("--output", default=os.path.join(HERE, "results"))
-    parser.add_argument("--replot", nargs="+", metavar="JSON",
-                        help="only merge saved results into a table and plot")
-    parser.add_argument("--smoke", action="store_true",
-                        help="tiny sizes, no 0.51: checks the script runs")
+    parser.add_argument(
+        "--replot",
+        nargs="+",
+        metavar="JSON",
+        help="only merge saved results into a table and plot",
+    )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny sizes, no 0.51: checks the script runs",
+    )
     args = parser.parse_args(argv)
     if args.smoke:
-        args.implementations = [
-            i for i in args.implementations if i != "0.51"
-        ]
+        args.implementations = [i for i in args.implementations if i != "0.51"]
         args.configs = ["additive width 15", "multiplicative global"]
         args.lengths, args.batch, args.dim, args.units = [16], 2, 8, 4
         args.warmup, args.repeats = 1, 1

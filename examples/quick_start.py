@@ -1,8 +1,8 @@
 """Trains the README's basic model for a few steps on generated data."""
 
+import keras
 import numpy as np
 
-import keras
 from keras_self_attention import SeqSelfAttention
 
 

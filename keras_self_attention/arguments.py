@@ -14,8 +14,10 @@ def check_positive_int(name, value, allow_none=False):
         or not isinstance(value, numbers.Integral)
         or value < 1
     ):
-        kind = "a positive integer or `None`" if allow_none else (
-            "a positive integer"
+        kind = (
+            "a positive integer or `None`"
+            if allow_none
+            else ("a positive integer")
         )
         raise ValueError(f"`{name}` must be {kind}. Received: {name}={value!r}")
 

@@ -88,9 +88,7 @@ def band_allowed_keys(length, attention_width, history_only, mask=None):
     keys = ops.expand_dims(
         window_start(positions, attention_width, history_only), 1
     ) + ops.arange(attention_width, dtype="int32")
-    allowed = ops.expand_dims(
-        ops.logical_and(keys >= 0, keys < length), 0
-    )
+    allowed = ops.expand_dims(ops.logical_and(keys >= 0, keys < length), 0)
     if mask is not None:
         slots = window_slots(
             ops.cast(mask, "bool"), attention_width, history_only
@@ -112,7 +110,8 @@ def band_to_dense(band, attention_width, history_only):
     inside = ops.logical_and(slot >= 0, slot < attention_width)
     slot = ops.clip(slot, 0, attention_width - 1)
     dense = ops.take_along_axis(
-        band, ops.broadcast_to(slot, ops.shape(band)[:1] + (length, length)),
+        band,
+        ops.broadcast_to(slot, (*ops.shape(band)[:1], length, length)),
         axis=-1,
     )
     return ops.where(inside, dense, ops.zeros_like(dense))
@@ -129,13 +128,13 @@ def _query_blocks(tensor, block):
     """`(batch_size, T, ...)` to `(batch_size, ceil(T / block), block, ...)`."""
     tensor = _pad_end(tensor, 1, (-ops.shape(tensor)[1]) % block)
     shape = list(ops.shape(tensor))
-    return ops.reshape(tensor, [shape[0], -1, block] + shape[2:])
+    return ops.reshape(tensor, [shape[0], -1, block, *shape[2:]])
 
 
 def _join_query_blocks(tensor, length):
     """Inverse of `_query_blocks`, cut back to `length` steps."""
     shape = list(ops.shape(tensor))
-    return ops.reshape(tensor, [shape[0], -1] + shape[3:])[:, :length]
+    return ops.reshape(tensor, [shape[0], -1, *shape[3:]])[:, :length]
 
 
 def _band_block(attention_width):
@@ -178,18 +177,18 @@ def _band_to_blocks(band, attention_width):
     shape = list(ops.shape(band))
     block = shape[-2]
     band = _pad_end(band, len(shape) - 1, block)
-    flat = ops.reshape(band, shape[:-2] + [block * (block + attention_width)])
+    flat = ops.reshape(band, [*shape[:-2], block * (block + attention_width)])
     flat = flat[..., : block * (block + attention_width - 1)]
-    return ops.reshape(flat, shape[:-2] + [block, block + attention_width - 1])
+    return ops.reshape(flat, [*shape[:-2], block, block + attention_width - 1])
 
 
 def _blocks_to_band(dense, attention_width):
     """Inverse of `_band_to_blocks`."""
     shape = list(ops.shape(dense))
     block = shape[-2]
-    flat = ops.reshape(dense, shape[:-2] + [-1])
+    flat = ops.reshape(dense, [*shape[:-2], -1])
     flat = _pad_end(flat, len(shape) - 2, block)
-    rows = ops.reshape(flat, shape[:-2] + [block, block + attention_width])
+    rows = ops.reshape(flat, [*shape[:-2], block, block + attention_width])
     return rows[..., :attention_width]
 
 
@@ -347,9 +346,7 @@ def band_attention_regularization(band, attention_width, history_only):
         ]
         diagonal = ops.sum(band[:, :, offset:] * later, axis=-1)
         # Off-diagonal entries appear twice in the symmetric A A^T.
-        squares += (1.0 if offset == 0 else 2.0) * ops.sum(
-            ops.square(diagonal)
-        )
+        squares += (1.0 if offset == 0 else 2.0) * ops.sum(ops.square(diagonal))
     batch_size = ops.cast(ops.shape(band)[0], "float32")
     return (squares - 2.0 * trace) / batch_size + ops.cast(length, "float32")
 

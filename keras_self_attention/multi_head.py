@@ -6,8 +6,7 @@ import numbers
 import keras
 from keras import ops
 
-from keras_self_attention.arguments import check_bool
-from keras_self_attention.arguments import check_positive_int
+from keras_self_attention.arguments import check_bool, check_positive_int
 
 
 def _normalize_regularization(reg_index, reg_slice, reg_factor):
@@ -197,7 +196,7 @@ class MultiHead(keras.layers.Layer):
     def _head_input_shape(self, input_shape):
         if self.hidden_dim is None:
             return tuple(input_shape)
-        return tuple(input_shape[:-1]) + (self.hidden_dim,)
+        return (*tuple(input_shape[:-1]), self.hidden_dim)
 
     def build(self, input_shape):
         if len(input_shape) < 2 or input_shape[-1] is None:
@@ -248,7 +247,7 @@ class MultiHead(keras.layers.Layer):
         """`sum_k reg_factor_k * ||R_k R_k^T - I||^2`, a float32 scalar."""
         total = ops.zeros((), "float32")
         for index, interval, factor in zip(
-            self.reg_index, self.reg_slice, self.reg_factor
+            self.reg_index, self.reg_slice, self.reg_factor, strict=True
         ):
             rows = []
             for head in self.layers:
@@ -264,7 +263,9 @@ class MultiHead(keras.layers.Layer):
 
     def call(self, inputs, mask=None, training=None):
         outputs = []
-        for head, head_inputs in zip(self.layers, self._head_inputs(inputs)):
+        for head, head_inputs in zip(
+            self.layers, self._head_inputs(inputs), strict=True
+        ):
             kwargs = {}
             if mask is not None and _accepts(head, "mask"):
                 kwargs["mask"] = mask

@@ -132,7 +132,7 @@ class ScaledDotProductAttention(keras.layers.Layer):
     def build(self, input_shape):
         shapes = self._unpack(input_shape, not _is_shape_list(input_shape))
         names = ("query", "key", "value", "previous_scores")
-        for name, shape in zip(names, shapes):
+        for name, shape in zip(names, shapes, strict=True):
             if shape is not None and len(shape) != 3:
                 raise ValueError(
                     f"`{type(self).__name__}` expects `{name}` of rank 3, "
@@ -142,7 +142,7 @@ class ScaledDotProductAttention(keras.layers.Layer):
         query, key, value, previous = shapes
         if previous is not None and any(
             None not in pair and pair[0] != pair[1]
-            for pair in zip(previous[1:], (query[1], key[1]))
+            for pair in zip(previous[1:], (query[1], key[1]), strict=True)
         ):
             raise ValueError(
                 f"`{type(self).__name__}` expects `previous_scores` of shape "
@@ -231,7 +231,7 @@ class ScaledDotProductAttention(keras.layers.Layer):
             input_shape, not _is_shape_list(input_shape)
         )
         return (
-            tuple(query[:-1]) + (value[-1],),
+            (*tuple(query[:-1]), value[-1]),
             (query[0], query[1], key[1]),
         )
 

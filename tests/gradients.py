@@ -29,7 +29,9 @@ def layer_gradients(layer, x, mask, cotangent):
             tape.watch(x)
             output = layer(x, mask=mask)
             loss = loss_of(output, layer.losses)
-        grads = tape.gradient(loss, [x] + [w.value for w in layer.trainable_weights])
+        grads = tape.gradient(
+            loss, [x] + [w.value for w in layer.trainable_weights]
+        )
     elif backend == "jax":
         import jax
 
@@ -49,8 +51,10 @@ def layer_gradients(layer, x, mask, cotangent):
             return loss_of(output, losses)
 
         output = compute(x, trainable)
-        grad_x, grad_w = jax.grad(total, argnums=(0, 1))(ops.convert_to_tensor(x), trainable)
-        grads = [grad_x] + list(grad_w)
+        grad_x, grad_w = jax.grad(total, argnums=(0, 1))(
+            ops.convert_to_tensor(x), trainable
+        )
+        grads = [grad_x, *list(grad_w)]
     else:
         import torch
 
@@ -62,5 +66,5 @@ def layer_gradients(layer, x, mask, cotangent):
         grads = [x.grad] + [w.value.grad for w in layer.trainable_weights]
     return ops.convert_to_numpy(output), [
         np.zeros(w.shape) if g is None else ops.convert_to_numpy(g)
-        for g, w in zip(grads, [x] + list(layer.trainable_weights))
+        for g, w in zip(grads, [x, *list(layer.trainable_weights)], strict=True)
     ]

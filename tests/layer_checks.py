@@ -49,7 +49,7 @@ def assert_save_and_load(model, inputs, directory, extension=".keras"):
     expected = to_numpy(model.predict(inputs, verbose=0))
     actual = to_numpy(loaded.predict(inputs, verbose=0))
     assert len(actual) == len(expected)
-    for got, want in zip(actual, expected):
+    for got, want in zip(actual, expected, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
     return loaded
 
@@ -84,7 +84,9 @@ def assert_input_gradient_matches(layer, reference, x, mask, rng):
     np.testing.assert_allclose(grads[0], expected, rtol=1e-3, atol=1e-4)
 
 
-def assert_fit_improves(model, x, y, loss="sparse_categorical_crossentropy", epochs=10):
+def assert_fit_improves(
+    model, x, y, loss="sparse_categorical_crossentropy", epochs=10
+):
     """Training under `jit_compile` runs and lowers the loss.
 
     torch.compile is slow to warm up and optional in Keras; the other two

@@ -33,7 +33,11 @@ def test_benchmark_smoke(tmp_path):
     assert all("error" not in r for r in results), results
     assert all(r["time_s"] > 0 and r["peak_rss_gb"] > 0 for r in results)
     assert (tmp_path / f"{backend}.png").stat().st_size > 10_000
-    rows = [l for l in done.stdout.splitlines() if l.startswith(f"| {backend} |")]
+    rows = [
+        line
+        for line in done.stdout.splitlines()
+        if line.startswith(f"| {backend} |")
+    ]
     # One row per configuration and length, with ours and MHA side by side.
     assert len(rows) == 2
     assert rows[0].startswith(f"| {backend} | additive width 15 | 16 |")

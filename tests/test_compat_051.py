@@ -23,9 +23,13 @@ def expected():
         return dict(data)
 
 
-@pytest.mark.parametrize("custom_objects", [None, SeqSelfAttention.get_custom_objects()])
+@pytest.mark.parametrize(
+    "custom_objects", [None, SeqSelfAttention.get_custom_objects()]
+)
 def test_051_model_predicts_the_same(expected, custom_objects):
-    model = keras.models.load_model(MODEL, custom_objects=custom_objects, compile=False)
+    model = keras.models.load_model(
+        MODEL, custom_objects=custom_objects, compile=False
+    )
     predictions, attention = model.predict(expected["inputs"], verbose=0)
     np.testing.assert_allclose(predictions, expected["predictions"], atol=1e-5)
     np.testing.assert_allclose(attention, expected["attention"], atol=1e-5)
@@ -33,8 +37,16 @@ def test_051_model_predicts_the_same(expected, custom_objects):
 
 def test_051_weights_and_arguments_load(expected):
     model = keras.models.load_model(MODEL, compile=False)
-    layers = {l.name: l for l in model.layers if isinstance(l, SeqSelfAttention)}
-    assert sorted(layers) == ["additive_global", "additive_local", "multiplicative_causal"]
+    layers = {
+        item.name: item
+        for item in model.layers
+        if isinstance(item, SeqSelfAttention)
+    }
+    assert sorted(layers) == [
+        "additive_global",
+        "additive_local",
+        "multiplicative_causal",
+    ]
     for name, layer in layers.items():
         weights = layer.get_weights()
         assert len(weights) == sum(k.startswith(name + "/") for k in expected)

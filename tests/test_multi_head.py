@@ -7,8 +7,8 @@ from keras import ops
 
 from keras_self_attention import MultiHead, SeqSelfAttention
 from tests.layer_checks import (
-    assert_fit_improves,
     assert_config_round_trip,
+    assert_fit_improves,
     assert_save_and_load,
     randomize,
     tensor_mask,
@@ -54,7 +54,7 @@ def test_each_head_is_its_layer_alone(rng, head, hidden_dim, masked):
     randomize(layer, rng)
     outputs = to_numpy(layer(x, mask=tensor_mask(mask)))[0]
     width = OUTPUT_DIM[head] or hidden_dim or x.shape[-1]
-    assert outputs.shape == x.shape[:2] + (width, 3)
+    assert outputs.shape == (*x.shape[:2], width, 3)
     for i, inner in enumerate(layer.layers):
         inputs = x
         if hidden_dim is not None:
@@ -106,7 +106,7 @@ def test_list_of_layers_is_used_as_given(rng):
     convs = [keras.layers.Conv1D(3, size, padding="same") for size in (1, 3, 5)]
     layer = MultiHead(convs)
     assert layer.layer_num == 3 and all(
-        head is conv for head, conv in zip(layer.layers, convs)
+        head is conv for head, conv in zip(layer.layers, convs, strict=True)
     )
     x = rng.standard_normal((2, 6, 4)).astype("float32")
     outputs = ops.convert_to_numpy(layer(x))
@@ -344,7 +344,7 @@ def test_save_and_load(rng, tmp_path, head, hidden_dim):
         head, hidden_dim=hidden_dim, reg_index=0, reg_factor=0.1
     )
     loaded = assert_save_and_load(model, token_data(rng), tmp_path)
-    layer = next(l for l in loaded.layers if isinstance(l, MultiHead))
+    layer = next(item for item in loaded.layers if isinstance(item, MultiHead))
     assert layer.hidden_dim == hidden_dim and layer.reg_factor == [0.1]
     assert [h.name for h in layer.layers] == [
         h.name for h in model.layers[-1].layers

@@ -30,4 +30,7 @@ def test_readmes_have_examples():
 @pytest.mark.parametrize("readme,index,block", BLOCKS)
 def test_readme_block_runs(readme, index, block, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # blocks that save files write them here
-    exec(compile(block, f"{readme} block {index}", "exec"), {"__name__": "__main__"})
+    exec(
+        compile(block, f"{readme} block {index}", "exec"),
+        {"__name__": "__main__"},
+    )

@@ -11,8 +11,8 @@ from keras_self_attention import (
 )
 from tests import numpy_reference
 from tests.layer_checks import (
-    assert_fit_improves,
     assert_config_round_trip,
+    assert_fit_improves,
     assert_save_and_load,
     tensor_mask,
     to_numpy,
@@ -91,7 +91,7 @@ def test_matches_numpy_reference(
     )
     result = call(layer, inputs, masks)
     assert len(result) == (3 if return_attention else 2)
-    for actual, want in zip(result, expected):
+    for actual, want in zip(result, expected[: len(result)], strict=True):
         np.testing.assert_allclose(actual, want, rtol=1e-5, atol=1e-5)
     if masking == "all_masked":
         assert np.all(result[0][3] == 0)
@@ -254,11 +254,11 @@ def test_save_and_load(rng, tmp_path, extension, masked):
         realformer(masked=masked), inputs, tmp_path, extension
     )
     layers = [
-        l
-        for l in loaded.layers
-        if isinstance(l, ResidualScaledDotProductAttention)
+        item
+        for item in loaded.layers
+        if isinstance(item, ResidualScaledDotProductAttention)
     ]
-    assert [l.history_only for l in layers] == [True, False]
+    assert [item.history_only for item in layers] == [True, False]
 
 
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])

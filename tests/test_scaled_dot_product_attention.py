@@ -8,8 +8,8 @@ from keras import ops
 from keras_self_attention import ScaledDotProductAttention
 from tests import numpy_reference
 from tests.layer_checks import (
-    assert_fit_improves,
     assert_config_round_trip,
+    assert_fit_improves,
     assert_input_gradient_matches,
     assert_save_and_load,
     tensor_mask,
@@ -261,7 +261,9 @@ def test_save_and_load(rng, tmp_path, extension, masked):
         extension,
     )
     layer = [
-        l for l in loaded.layers if isinstance(l, ScaledDotProductAttention)
+        item
+        for item in loaded.layers
+        if isinstance(item, ScaledDotProductAttention)
     ]
     assert layer[0].history_only
 

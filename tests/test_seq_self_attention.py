@@ -36,7 +36,9 @@ def randomize(layer, rng):
 
 
 def run_layer(layer, x, mask):
-    result = layer(x, mask=None if mask is None else ops.convert_to_tensor(mask))
+    result = layer(
+        x, mask=None if mask is None else ops.convert_to_tensor(mask)
+    )
     if layer.return_attention:
         return [ops.convert_to_numpy(r) for r in result]
     return [ops.convert_to_numpy(result)]
@@ -80,7 +82,13 @@ CASES = list(
     ],
 )
 def test_matches_numpy_reference(
-    rng, attention_type, width, history_only, activation, padded, return_attention
+    rng,
+    attention_type,
+    width,
+    history_only,
+    activation,
+    padded,
+    return_attention,
 ):
     x, mask = make_inputs(rng, padded=padded)
     layer = SeqSelfAttention(
@@ -106,7 +114,9 @@ def test_matches_numpy_reference(
 @pytest.mark.parametrize("use_additive_bias", [False, True])
 @pytest.mark.parametrize("use_attention_bias", [False, True])
 @pytest.mark.parametrize("attention_type", ATTENTION_TYPES)
-def test_optional_biases(rng, attention_type, use_additive_bias, use_attention_bias):
+def test_optional_biases(
+    rng, attention_type, use_additive_bias, use_attention_bias
+):
     x, mask = make_inputs(rng, padded=True)
     layer = SeqSelfAttention(
         units=3,
@@ -135,7 +145,14 @@ def test_optional_biases(rng, attention_type, use_additive_bias, use_attention_b
     mask_density=st.sampled_from([0.0, 0.3, 0.7, 1.0]),
 )
 def test_property_matches_reference(
-    batch_size, length, dim, attention_type, width, history_only, seed, mask_density
+    batch_size,
+    length,
+    dim,
+    attention_type,
+    width,
+    history_only,
+    seed,
+    mask_density,
 ):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((batch_size, length, dim)).astype("float32")
@@ -225,7 +242,9 @@ def test_kernel_and_bias_regularizers_and_constraints():
     assert len(layer.losses) == 5
     for weight in layer.weights:
         expected = (
-            "UnitNorm" if weight.path.split("/")[-1].startswith("b") else "NonNeg"
+            "UnitNorm"
+            if weight.path.split("/")[-1].startswith("b")
+            else "NonNeg"
         )
         assert type(weight.constraint).__name__ == expected
 
@@ -247,10 +266,22 @@ def test_kernel_and_bias_regularizers_and_constraints():
         ({"history_only": 1}, "history_only"),
         ({"use_additive_bias": None}, "use_additive_bias"),
         ({"use_attention_bias": "no"}, "use_attention_bias"),
-        ({"attention_regularizer_weight": -1e-4}, "attention_regularizer_weight"),
-        ({"attention_regularizer_weight": "big"}, "attention_regularizer_weight"),
-        ({"attention_regularizer_weight": float("nan")}, "attention_regularizer_weight"),
-        ({"attention_activation": "no_such_activation"}, "attention_activation"),
+        (
+            {"attention_regularizer_weight": -1e-4},
+            "attention_regularizer_weight",
+        ),
+        (
+            {"attention_regularizer_weight": "big"},
+            "attention_regularizer_weight",
+        ),
+        (
+            {"attention_regularizer_weight": float("nan")},
+            "attention_regularizer_weight",
+        ),
+        (
+            {"attention_activation": "no_such_activation"},
+            "attention_activation",
+        ),
         ({"kernel_initializer": "no_such_init"}, "kernel_initializer"),
         ({"bias_initializer": 3}, "bias_initializer"),
         ({"kernel_regularizer": "no_such_reg"}, "kernel_regularizer"),
@@ -338,7 +369,9 @@ def test_config_round_trip(kwargs):
     rebuilt = SeqSelfAttention.from_config(config)
     assert rebuilt.get_config() == config
     serialized = keras.saving.serialize_keras_object(layer)
-    assert serialized["registered_name"] == "keras_self_attention>SeqSelfAttention"
+    assert (
+        serialized["registered_name"] == "keras_self_attention>SeqSelfAttention"
+    )
     again = keras.saving.deserialize_keras_object(serialized)
     assert again.get_config() == config
 
@@ -347,7 +380,9 @@ def tagging_model(return_attention=False, masked=True, **kwargs):
     tokens = keras.Input(shape=(None,), dtype="int32")
     x = keras.layers.Embedding(20, 6, mask_zero=masked)(tokens)
     x = keras.layers.LSTM(6, return_sequences=True)(x)
-    result = SeqSelfAttention(units=4, return_attention=return_attention, **kwargs)(x)
+    result = SeqSelfAttention(
+        units=4, return_attention=return_attention, **kwargs
+    )(x)
     x = result[0] if return_attention else result
     outputs = keras.layers.Dense(3, activation="softmax")(x)
     if return_attention:
@@ -391,7 +426,9 @@ def test_output_mask_is_input_mask(rng, return_attention):
     if return_attention:
         assert output_mask[1] is None
         output_mask = output_mask[0]
-    np.testing.assert_array_equal(ops.convert_to_numpy(output_mask), ops.convert_to_numpy(mask))
+    np.testing.assert_array_equal(
+        ops.convert_to_numpy(output_mask), ops.convert_to_numpy(mask)
+    )
 
 
 def test_mask_from_embedding_matches_explicit_mask(rng):
@@ -435,13 +472,17 @@ def test_mixed_precision(rng, policy, attention_type):
         return_attention=True,
         attention_regularizer_weight=0.1,
     )
-    outputs, weights = layer(ops.convert_to_tensor(x * 300), mask=ops.convert_to_tensor(mask))
+    outputs, weights = layer(
+        ops.convert_to_tensor(x * 300), mask=ops.convert_to_tensor(mask)
+    )
     compute_dtype = policy.split("_")[1]
     assert ops.convert_to_numpy(outputs).dtype == np.dtype(compute_dtype)
     assert keras.backend.standardize_dtype(weights.dtype) == compute_dtype
     assert all(w.dtype == "float32" for w in layer.weights)
     for tensor in (outputs, weights, layer.losses[0]):
-        assert np.all(np.isfinite(ops.convert_to_numpy(ops.cast(tensor, "float32"))))
+        assert np.all(
+            np.isfinite(ops.convert_to_numpy(ops.cast(tensor, "float32")))
+        )
     assert np.all(ops.convert_to_numpy(ops.cast(weights, "float32"))[0] == 0)
 
 
@@ -467,7 +508,9 @@ def test_save_and_load(rng, tmp_path, extension, custom_objects):
         attention_activation="sigmoid",
         kernel_regularizer="l2",
     )
-    model.compile(optimizer="adam", loss=["sparse_categorical_crossentropy", None])
+    model.compile(
+        optimizer="adam", loss=["sparse_categorical_crossentropy", None]
+    )
     model.fit(tokens, [targets, np.zeros((8, 6, 6))], epochs=1, verbose=0)
     path = os.path.join(tmp_path, "model" + extension)
     model.save(path)
@@ -477,9 +520,15 @@ def test_save_and_load(rng, tmp_path, extension, custom_objects):
         if custom_objects
         else None,
     )
-    for expected, actual in zip(model.predict(tokens, verbose=0), loaded.predict(tokens, verbose=0)):
+    for expected, actual in zip(
+        model.predict(tokens, verbose=0),
+        loaded.predict(tokens, verbose=0),
+        strict=True,
+    ):
         np.testing.assert_allclose(actual, expected, rtol=1e-6, atol=1e-6)
-    layer = [l for l in loaded.layers if isinstance(l, SeqSelfAttention)][0]
+    layer = next(
+        item for item in loaded.layers if isinstance(item, SeqSelfAttention)
+    )
     assert layer.attention_width == 3 and layer.return_attention
 
 
@@ -491,5 +540,7 @@ def test_weights_round_trip(rng, tmp_path):
     other.load_weights(path)
     tokens, _ = tagging_data(rng)
     np.testing.assert_allclose(
-        other.predict(tokens, verbose=0), model.predict(tokens, verbose=0), atol=1e-6
+        other.predict(tokens, verbose=0),
+        model.predict(tokens, verbose=0),
+        atol=1e-6,
     )

@@ -6,8 +6,8 @@ from keras import ops
 from keras_self_attention import SeqWeightedAttention
 from tests import numpy_reference
 from tests.layer_checks import (
-    assert_fit_improves,
     assert_config_round_trip,
+    assert_fit_improves,
     assert_input_gradient_matches,
     assert_save_and_load,
     randomize,
@@ -184,7 +184,9 @@ def test_save_and_load(rng, tmp_path, extension, masked):
     tokens, _ = token_data(rng)
     model = classifier(masked=masked, return_attention=True)
     loaded = assert_save_and_load(model, tokens, tmp_path, extension)
-    layer = [l for l in loaded.layers if isinstance(l, SeqWeightedAttention)]
+    layer = [
+        item for item in loaded.layers if isinstance(item, SeqWeightedAttention)
+    ]
     assert layer[0].return_attention
 
 

@@ -6,9 +6,11 @@ import keras
 from keras import ops
 
 from keras_self_attention import attention_ops
-from keras_self_attention.arguments import check_bool
-from keras_self_attention.arguments import check_positive_int
-from keras_self_attention.arguments import get_object
+from keras_self_attention.arguments import (
+    check_bool,
+    check_positive_int,
+    get_object,
+)
 
 # Wider windows are computed densely: the band path unrolls one step per
 # window slot.
@@ -338,6 +340,11 @@ class SeqSelfAttention(keras.layers.Layer):
             outputs = ops.where(
                 ops.expand_dims(has_key, -1), outputs, ops.zeros_like(outputs)
             )
+        if self.ba is not None:
+            # `ba` shifts every score equally, so its gradient is zero; it is
+            # kept in the graph so that Keras does not warn that it has none
+            # (the op's `bias` argument cannot go with a mask on torch).
+            outputs = outputs + 0.0 * ops.cast(self.ba, outputs.dtype)
         return ops.cast(outputs, inputs.dtype)
 
     def call(self, inputs, mask=None):
@@ -355,9 +362,7 @@ class SeqSelfAttention(keras.layers.Layer):
                     weights, self.attention_width, self.history_only
                 )
             else:
-                regularization = attention_ops.attention_regularization(
-                    weights
-                )
+                regularization = attention_ops.attention_regularization(weights)
             self.add_loss(self.attention_regularizer_weight * regularization)
         if not self.return_attention:
             return outputs
@@ -410,9 +415,7 @@ class SeqSelfAttention(keras.layers.Layer):
                 "attention_activation": (
                     None
                     if self.attention_activation is None
-                    else keras.activations.serialize(
-                        self.attention_activation
-                    )
+                    else keras.activations.serialize(self.attention_activation)
                 ),
                 "attention_regularizer_weight": (
                     self.attention_regularizer_weight

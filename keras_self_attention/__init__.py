@@ -2,8 +2,10 @@
 
 import keras
 
+from keras_self_attention.attention_weights import get_attention_weights
 from keras_self_attention.custom_objects import get_custom_objects
 from keras_self_attention.multi_head import MultiHead
+from keras_self_attention.plot import plot_attention
 from keras_self_attention.residual_scaled_dot_product_attention import (
     ResidualScaledDotProductAttention,
 )
@@ -19,7 +21,9 @@ __all__ = [
     "ScaledDotProductAttention",
     "SeqSelfAttention",
     "SeqWeightedAttention",
+    "get_attention_weights",
     "get_custom_objects",
+    "plot_attention",
 ]
 __version__ = "1.0.0"
 

@@ -23,7 +23,8 @@ LAYERS = [
 def test_package_custom_objects_hold_every_layer():
     assert get_custom_objects() == {layer.__name__: layer for layer in LAYERS}
     assert sorted(keras_self_attention.__all__) == sorted(
-        [layer.__name__ for layer in LAYERS] + ["get_custom_objects"]
+        [layer.__name__ for layer in LAYERS]
+        + ["get_attention_weights", "get_custom_objects", "plot_attention"]
     )
 
 

@@ -124,17 +124,27 @@ def _pad_end(tensor, axis, amount):
     return ops.concatenate([tensor, ops.zeros(shape, tensor.dtype)], axis)
 
 
+def _block_count(length, block):
+    return (length + block - 1) // block
+
+
 def _query_blocks(tensor, block):
-    """`(batch_size, T, ...)` to `(batch_size, ceil(T / block), block, ...)`."""
-    tensor = _pad_end(tensor, 1, (-ops.shape(tensor)[1]) % block)
+    """`(batch_size, T, ...)` to `(batch_size, ceil(T / block), block, ...)`.
+
+    Sizes are spelled out rather than `-1`, so that JAX can export the layer
+    with a symbolic `T`.
+    """
     shape = list(ops.shape(tensor))
-    return ops.reshape(tensor, [shape[0], -1, block, *shape[2:]])
+    blocks = _block_count(shape[1], block)
+    tensor = _pad_end(tensor, 1, blocks * block - shape[1])
+    return ops.reshape(tensor, [shape[0], blocks, block, *shape[2:]])
 
 
 def _join_query_blocks(tensor, length):
     """Inverse of `_query_blocks`, cut back to `length` steps."""
     shape = list(ops.shape(tensor))
-    return ops.reshape(tensor, [shape[0], -1, *shape[3:]])[:, :length]
+    joined = ops.reshape(tensor, [shape[0], shape[1] * shape[2], *shape[3:]])
+    return joined[:, :length]
 
 
 def _band_block(attention_width):
@@ -156,10 +166,14 @@ def window_blocks(values, attention_width, history_only):
     block = _band_block(attention_width)
     before, after = window_padding(attention_width, history_only)
     length = ops.shape(values)[1]
+    blocks = _block_count(length, block)
     padded = ops.pad(values, [(0, 0), (before, after), (0, 0)])
-    # Now `T + w - 1` long; whole blocks plus the `w - 1` keys after them.
-    padded = _pad_end(padded, 1, (-length) % block)
-    current = _query_blocks(padded, block)[:, : (length + block - 1) // block]
+    # `T + w - 1 <= (blocks + 1) * block` long: whole blocks, then one more
+    # for the `w - 1` keys after the last of them.
+    padded = _pad_end(
+        padded, 1, (blocks + 1) * block - (length + before + after)
+    )
+    current = _query_blocks(padded[:, : blocks * block], block)
     if attention_width == 1:
         return current
     following = _query_blocks(padded[:, block:], block)
@@ -186,7 +200,7 @@ def _blocks_to_band(dense, attention_width):
     """Inverse of `_band_to_blocks`."""
     shape = list(ops.shape(dense))
     block = shape[-2]
-    flat = ops.reshape(dense, [*shape[:-2], -1])
+    flat = ops.reshape(dense, [*shape[:-2], shape[-2] * shape[-1]])
     flat = _pad_end(flat, len(shape) - 2, block)
     rows = ops.reshape(flat, [*shape[:-2], block, block + attention_width])
     return rows[..., :attention_width]
@@ -352,15 +366,20 @@ def band_attention_regularization(band, attention_width, history_only):
 
 
 def _rows_per_block(units, size):
-    """Rows of the hidden tensor per loop step: about a megabyte a sequence."""
-    return max(1, ADDITIVE_BLOCK_ELEMENTS // (units * (size or 2048)))
+    """Rows of the hidden tensor per loop step: about a megabyte a sequence.
+
+    `size` is the number of keys, if known; `None` or a symbolic size (JAX
+    export) counts as 2048.
+    """
+    if not isinstance(size, int):
+        size = 2048
+    return max(1, ADDITIVE_BLOCK_ELEMENTS // (units * size))
 
 
 def _pad_to_multiple(tensor, axis, block):
     """Zero-pads `axis` of `tensor` up to a multiple of `block`."""
-    shape = list(ops.shape(tensor))
-    shape[axis] = (-shape[axis]) % block
-    return ops.concatenate([tensor, ops.zeros(shape, tensor.dtype)], axis)
+    size = ops.shape(tensor)[axis]
+    return _pad_end(tensor, axis, _block_count(size, block) * block - size)
 
 
 @ops.custom_gradient
@@ -378,7 +397,7 @@ def _additive_scores(queries, keys, kernel):
     size = ops.shape(keys)[1]
     row_block = _rows_per_block(units, keys.shape[1])
     padded = _pad_to_multiple(queries, 1, row_block)
-    steps = ops.shape(padded)[1] // row_block
+    steps = _block_count(length, row_block)
     # (steps, batch_size, rows, 1, units): one loop step per leading entry.
     query_rows = ops.transpose(
         ops.reshape(padded, (batch_size, steps, row_block, 1, units)),
@@ -397,7 +416,8 @@ def _additive_scores(queries, keys, kernel):
         query_rows,
     )
     scores = ops.reshape(
-        ops.transpose(scores, (1, 0, 2, 3)), (batch_size, -1, size)
+        ops.transpose(scores, (1, 0, 2, 3)),
+        (batch_size, steps * row_block, size),
     )[:, :length]
 
     def grad(*args, upstream=None):

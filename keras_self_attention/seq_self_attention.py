@@ -230,6 +230,10 @@ class SeqSelfAttention(keras.layers.Layer):
           of units at a time.
         """
         width, length = self.attention_width, inputs.shape[1]
+        if not isinstance(length, numbers.Integral):
+            # `None`, or a symbolic dimension (JAX's shape polymorphism when
+            # exporting) that cannot be compared with the width.
+            length = None
         if (
             width is not None
             and width <= MAX_BAND_WIDTH

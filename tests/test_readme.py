@@ -1,8 +1,12 @@
-"""Every python block of the READMEs runs, so the docs cannot rot."""
+"""Every python block of the READMEs runs, so the docs cannot rot.
+
+A block whose first line is `# Backends: a, b` runs on those backends only.
+"""
 
 import os
 import re
 
+import keras
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -29,8 +33,16 @@ def test_readmes_have_examples():
 
 @pytest.mark.parametrize("readme,index,block", BLOCKS)
 def test_readme_block_runs(readme, index, block, tmp_path, monkeypatch):
+    backends = re.match(r"# Backends: (.*)\n", block)
+    if backends and keras.backend.backend() not in re.split(
+        r",\s*", backends.group(1)
+    ):
+        pytest.skip(f"a block for {backends.group(1)}")
     monkeypatch.chdir(tmp_path)  # blocks that save files write them here
-    exec(
-        compile(block, f"{readme} block {index}", "exec"),
-        {"__name__": "__main__"},
-    )
+    try:
+        exec(
+            compile(block, f"{readme} block {index}", "exec"),
+            {"__name__": "__main__"},
+        )
+    finally:
+        keras.distribution.set_distribution(None)

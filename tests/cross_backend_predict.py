@@ -7,8 +7,8 @@ saved the file, from the repository root:
         tokens.npz predictions.npz
 
 `tokens.npz` holds named input batches; `predictions.npz` gets
-`{batch}_{output}` for each of them, with the output names of
-`test_export.OUTPUTS`, and the backend's name under `backend`.
+`{batch}_{output}` for each of them and output name in `OUTPUTS`, and
+the backend's name under `backend`.
 """
 
 import os
@@ -21,7 +21,8 @@ import numpy as np
 
 import keras_self_attention  # noqa: F401  (registers the layers)
 
-OUTPUTS = ("tags", "pooled", "weights", "heads")
+# The outputs of `test_export.attention_model`, in order.
+OUTPUTS = ("attended", "pooled", "weights", "heads")
 
 
 def main(model_path, inputs_path, output_path):

@@ -2,31 +2,23 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import keras
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.processes import ROOT, run_python
 
 
 def test_benchmark_smoke(tmp_path):
     backend = keras.backend.backend()
-    done = subprocess.run(
-        [
-            sys.executable,
-            os.path.join(ROOT, "benchmarks", "benchmark.py"),
-            "--smoke",
-            "--backends",
-            backend,
-            "--output",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
+    done = run_python(
+        os.path.join(ROOT, "benchmarks", "benchmark.py"),
+        "--smoke",
+        "--backends",
+        backend,
+        "--output",
+        tmp_path,
         timeout=600,
     )
-    assert done.returncode == 0, done.stdout + done.stderr
     with open(tmp_path / f"{backend}.json") as f:
         results = json.load(f)
     assert {r["implementation"] for r in results} == {"ours", "mha"}

@@ -1,16 +1,11 @@
 """`python -m keras_self_attention.demo`: its data, its result, its options."""
 
-import os
-import subprocess
-import sys
-
 import keras
 import numpy as np
 import pytest
 
 from keras_self_attention import demo
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.processes import run_python
 
 
 def test_every_token_is_tagged_with_its_partners_colour(rng):
@@ -53,25 +48,16 @@ def test_attention_clearly_wins(tmp_path, capsys):
 def test_options_and_backend_switch(tmp_path):
     backend = "jax" if keras.backend.backend() != "jax" else "tensorflow"
     path = tmp_path / "local.png"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "keras_self_attention.demo",
-            f"--backend={backend}",
-            "--attention-type=additive",
-            "--attention-width=5",
-            "--epochs=1",
-            "--samples=64",
-            f"--output={path}",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    done = run_python(
+        "-m",
+        "keras_self_attention.demo",
+        f"--backend={backend}",
+        "--attention-type=additive",
+        "--attention-width=5",
+        "--epochs=1",
+        "--samples=64",
+        f"--output={path}",
     )
-    assert done.returncode == 0, done.stderr[-3000:]
     assert f"Backend {backend}; SeqSelfAttention additive, window 5" in (
         done.stdout
     )

@@ -15,15 +15,14 @@ which XLA shards.
 """
 
 import os
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import keras
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.processes import ROOT, run_python
+
 SCRIPT = os.path.join(ROOT, "tests", "distributed_training.py")
 TOLERANCE = 1e-5
 # Training must move the weights by far more than the tolerance.
@@ -32,23 +31,15 @@ CHANGE = 100 * TOLERANCE
 
 def train(devices, path):
     """Runs the training script on `devices` CPU devices; its saved results."""
-    env = dict(
-        os.environ,
-        KERAS_BACKEND=keras.backend.backend(),
+    run_python(
+        SCRIPT,
+        devices,
+        path,
+        backend=keras.backend.backend(),
         # The same CPU arithmetic for 1 and 2 devices, GPU or not.
         CUDA_VISIBLE_DEVICES="",
         JAX_PLATFORMS="cpu",
     )
-    done = subprocess.run(
-        [sys.executable, SCRIPT, str(devices), str(path)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
     with np.load(path) as saved:
         return {name: saved[name] for name in saved.files}
 

@@ -13,10 +13,6 @@ third of `rtol=atol=1e-5` element by element; a real mistake, such as a
 padding step leaking into the weights, moves the outputs by 1 or more.
 """
 
-import os
-import subprocess
-import sys
-
 import keras
 import numpy as np
 import pytest
@@ -28,8 +24,8 @@ from keras_self_attention import (
     SeqWeightedAttention,
 )
 from tests.cross_backend_predict import OUTPUTS
+from tests.processes import run_python
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BACKENDS = ("tensorflow", "jax", "torch")
 VOCABULARY = 30
 # (batch size, length) of the padded batches served: 70 steps cross the
@@ -143,21 +139,14 @@ def test_saved_model_serves_variable_length_padded_batches(rng, tmp_path):
 
 def predict_on(backend, model_path, inputs_path, output_path):
     """Predictions of a `.keras` file, loaded in a `backend` process."""
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tests.cross_backend_predict",
-            *map(str, (model_path, inputs_path, output_path)),
-        ],
-        cwd=ROOT,
-        env=dict(os.environ, KERAS_BACKEND=backend),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    run_python(
+        "-m",
+        "tests.cross_backend_predict",
+        model_path,
+        inputs_path,
+        output_path,
+        backend=backend,
     )
-    assert done.returncode == 0, done.stderr[-3000:]
     predictions = np.load(output_path)
     assert str(predictions["backend"]) == backend
     return predictions

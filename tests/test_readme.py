@@ -9,7 +9,8 @@ import re
 import keras
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.processes import ROOT
+
 READMES = ["README.md", "README.zh-CN.md"]
 
 

@@ -128,6 +128,12 @@ def _block_count(length, block):
     return (length + block - 1) // block
 
 
+def _pad_to_multiple(tensor, axis, block):
+    """Zero-pads `axis` of `tensor` up to a multiple of `block`."""
+    size = ops.shape(tensor)[axis]
+    return _pad_end(tensor, axis, _block_count(size, block) * block - size)
+
+
 def _query_blocks(tensor, block):
     """`(batch_size, T, ...)` to `(batch_size, ceil(T / block), block, ...)`.
 
@@ -136,7 +142,7 @@ def _query_blocks(tensor, block):
     """
     shape = list(ops.shape(tensor))
     blocks = _block_count(shape[1], block)
-    tensor = _pad_end(tensor, 1, blocks * block - shape[1])
+    tensor = _pad_to_multiple(tensor, 1, block)
     return ops.reshape(tensor, [shape[0], blocks, block, *shape[2:]])
 
 
@@ -374,12 +380,6 @@ def _rows_per_block(units, size):
     if not isinstance(size, int):
         size = 2048
     return max(1, ADDITIVE_BLOCK_ELEMENTS // (units * size))
-
-
-def _pad_to_multiple(tensor, axis, block):
-    """Zero-pads `axis` of `tensor` up to a multiple of `block`."""
-    size = ops.shape(tensor)[axis]
-    return _pad_end(tensor, axis, _block_count(size, block) * block - size)
 
 
 @ops.custom_gradient

@@ -1,27 +1,43 @@
-"""Step time and peak memory of SeqSelfAttention against 0.51 and Keras MHA.
+"""Step time and peak memory of SeqSelfAttention against 0.51 and built-ins.
 
-Every measurement runs in a fresh process (peak RSS is per process), one
-`train_on_batch` step of `Input -> attention layer` with an MSE loss, on
-random data of shape `(batch, T, dim)`. Three implementations:
+Every measurement runs in a fresh process (peak RSS is per process): the
+median of a few `train_on_batch` steps and of a few `predict_on_batch` calls
+of one model, on random data. Two suites:
 
-- `ours`: this package's `SeqSelfAttention`;
+- `layer`: `Input(T, dim) -> attention layer`, MSE loss, float input of
+  shape `(batch, T, dim)`;
+- `model`: the README's tagger, `Embedding(20000, dim, mask_zero=True) ->
+  Bidirectional(LSTM(dim // 2)) -> attention -> Dense(5)`, on token ids with
+  padded tails, sparse cross-entropy; `none` is the same model without the
+  attention layer, so a row's attention share is its time minus `none`'s.
+
+Implementations:
+
+- `ours`: this package's `SeqSelfAttention`, imported from the checkout this
+  script sits in (the table says which path each call took);
 - `0.51`: keras-self-attention 0.51 from PyPI, installed on first use into
   `benchmarks/.cache/` (never imported from this repository), run on Keras 3's
   TensorFlow backend;
-- `mha`: `keras.layers.MultiHeadAttention(num_heads=1, key_dim=dim)`, with
-  `sliding_window=8` for the width-15 band (15 keys per query) and the causal
-  mask for history-only attention.
+- `mha` (layer suite): `keras.layers.MultiHeadAttention(num_heads=1,
+  key_dim=dim)`, with `sliding_window=8` for the width-15 band (15 keys per
+  query) and the causal mask for history-only attention;
+- `builtin` (layer suite, additive global): `keras.layers.AdditiveAttention`
+  on `Dense(units)`-projected queries and keys, the same
+  `batch * T * T * units` tanh work;
+- `none` (model suite): no attention layer.
 
 Usage:
 
-    python benchmarks/benchmark.py                      # the full table
+    python benchmarks/benchmark.py                      # small T, layer
+    python benchmarks/benchmark.py --suite model        # the README model
+    python benchmarks/benchmark.py --preset large       # T = 256 .. 65536
     python benchmarks/benchmark.py --lengths 2048 8192  # some lengths only
     python benchmarks/benchmark.py --backends tensorflow jax torch
     python benchmarks/benchmark.py --smoke              # tiny, for CI
 
-It prints a markdown table with the median step time, peak RSS and the ratios
-to 0.51 and to MHA, writes the results as JSON and plots time and memory
-against T (log-log) to a PNG.
+It prints a markdown table with the median train and predict step times,
+peak RSS and the ratios to 0.51 and to the built-ins, writes the results as
+JSON and plots time and memory against T (log-log) to a PNG.
 """
 
 import argparse
@@ -34,6 +50,7 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
 OLD_PACKAGE = os.path.join(HERE, ".cache", "keras_self_attention_051")
 
 # name: (attention_type, attention_width, history_only)
@@ -45,15 +62,23 @@ CONFIGS = {
     "multiplicative width 15": ("multiplicative", 15, False),
     "multiplicative global history": ("multiplicative", None, True),
 }
-IMPLEMENTATIONS = ["ours", "0.51", "mha"]
-LENGTHS = [256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536]
+IMPLEMENTATIONS = ["ours", "0.51", "mha", "builtin", "none"]
+SUITE_IMPLEMENTATIONS = {
+    "layer": ["ours", "0.51", "mha", "builtin"],
+    "model": ["ours", "0.51", "none"],
+}
+# preset: (lengths, batch, dim)
+PRESETS = {
+    "small": ([5, 10, 20, 50, 100, 200, 500], 32, 128),
+    "large": ([256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536], 8, 64),
+}
 
 
 # ------------------------------------------------------------------ worker
 
 
 def build_layer(
-    implementation, attention_type, width, history_only, dim, units
+    implementation, attention_type, width, history_only, dim, units, **extra
 ):
     if implementation == "mha":
         import keras
@@ -64,19 +89,107 @@ def build_layer(
         return keras.layers.MultiHeadAttention(
             num_heads=1, key_dim=dim, sliding_window=window
         )
-    if implementation == "0.51":
-        sys.path.insert(0, OLD_PACKAGE)
+    # Never a copy installed elsewhere: 0.51 from the cache, ours from the
+    # checkout this script sits in.
+    package = OLD_PACKAGE if implementation == "0.51" else ROOT
+    sys.path.insert(0, package)
     import keras_self_attention
 
-    origin = os.path.dirname(keras_self_attention.__file__)
-    if (implementation == "0.51") != origin.startswith(OLD_PACKAGE):
+    origin = os.path.dirname(os.path.abspath(keras_self_attention.__file__))
+    if os.path.dirname(origin) != package:
         raise RuntimeError(f"imported the wrong package: {origin}")
     return keras_self_attention.SeqSelfAttention(
         units=units,
         attention_type=attention_type,
         attention_width=width,
         history_only=history_only,
+        **extra,
     )
+
+
+def applies(suite, implementation, config):
+    """Whether `implementation` has a version of `config` in `suite`."""
+    if implementation not in SUITE_IMPLEMENTATIONS[suite]:
+        return False
+    if implementation == "builtin":
+        return config == "additive global"
+    return True
+
+
+def attention_output(spec, inputs):
+    """The attention part of a model: `inputs` in, its output out."""
+    import keras
+
+    attention_type, width, history_only = CONFIGS[spec["config"]]
+    implementation = spec["implementation"]
+    dim = inputs.shape[-1]
+    if implementation == "none":
+        return inputs, None
+    if implementation == "builtin":
+        queries = keras.layers.Dense(spec["units"])(inputs)
+        keys = keras.layers.Dense(spec["units"])(inputs)
+        return keras.layers.AdditiveAttention()([queries, inputs, keys]), None
+    # The README model's layer has a sigmoid on the scores.
+    extra = (
+        {"attention_activation": "sigmoid"} if spec["suite"] == "model" else {}
+    )
+    layer = build_layer(
+        implementation,
+        attention_type,
+        width,
+        history_only,
+        dim,
+        spec["units"],
+        **({} if implementation == "mha" else extra),
+    )
+    if implementation == "mha":
+        return layer(inputs, inputs, use_causal_mask=history_only), None
+    return layer(inputs), layer
+
+
+def build_model(spec):
+    """The model of `spec`'s suite, its inputs and targets."""
+    import keras
+    import numpy as np
+
+    batch, length, dim = spec["batch"], spec["length"], spec["dim"]
+    rng = np.random.default_rng(0)
+    if spec["suite"] == "layer":
+        inputs = keras.Input(shape=(length, dim))
+        outputs, layer = attention_output(spec, inputs)
+        model = keras.Model(inputs, outputs)
+        loss = "mse"
+        x = rng.standard_normal((batch, length, dim)).astype("float32")
+        y = rng.standard_normal((batch, length, dim)).astype("float32")
+    else:
+        inputs = keras.Input(shape=(length,), dtype="int32")
+        hidden = keras.layers.Embedding(20000, dim, mask_zero=True)(inputs)
+        hidden = keras.layers.Bidirectional(
+            keras.layers.LSTM(dim // 2, return_sequences=True)
+        )(hidden)
+        hidden, layer = attention_output(spec, hidden)
+        outputs = keras.layers.Dense(5, activation="softmax")(hidden)
+        model = keras.Model(inputs, outputs)
+        loss = "sparse_categorical_crossentropy"
+        lengths = rng.integers(max(1, length // 2), length + 1, size=batch)
+        x = rng.integers(1, 20000, size=(batch, length)).astype("int32")
+        x[np.arange(length)[None, :] >= lengths[:, None]] = 0
+        y = rng.integers(0, 5, size=(batch, length)).astype("int32")
+    return model, layer, loss, x, y
+
+
+def median_time(step, warmup, repeats, budget):
+    times = []
+    deadline = time.perf_counter() + budget
+    for index in range(warmup + repeats):
+        start = time.perf_counter()
+        result = step()
+        elapsed = time.perf_counter() - start
+        if index >= warmup:
+            times.append(elapsed)
+        if times and time.perf_counter() > deadline:
+            break
+    return statistics.median(times), len(times), result
 
 
 def worker(spec):
@@ -84,47 +197,38 @@ def worker(spec):
     import keras
     import numpy as np
 
-    attention_type, width, history_only = CONFIGS[spec["config"]]
-    batch, length, dim = spec["batch"], spec["length"], spec["dim"]
-    layer = build_layer(
-        spec["implementation"],
-        attention_type,
-        width,
-        history_only,
-        dim,
-        spec["units"],
-    )
-    inputs = keras.Input(shape=(length, dim))
-    if spec["implementation"] == "mha":
-        outputs = layer(inputs, inputs, use_causal_mask=history_only)
-    else:
-        outputs = layer(inputs)
-    model = keras.Model(inputs, outputs)
+    model, layer, loss, x, y = build_model(spec)
     jit_compile = {"auto": "auto", "true": True, "false": False}[spec["jit"]]
-    model.compile(optimizer="sgd", loss="mse", jit_compile=jit_compile)
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((batch, length, dim)).astype("float32")
-    y = rng.standard_normal((batch, length, dim)).astype("float32")
-    times = []
-    deadline = time.perf_counter() + spec["time_budget"]
-    for step in range(spec["warmup"] + spec["repeats"]):
-        start = time.perf_counter()
-        loss = model.train_on_batch(x, y)
-        elapsed = time.perf_counter() - start
-        if step >= spec["warmup"]:
-            times.append(elapsed)
-        if times and time.perf_counter() > deadline:
-            break
+    model.compile(optimizer="sgd", loss=loss, jit_compile=jit_compile)
+    train_s, steps, loss = median_time(
+        lambda: model.train_on_batch(x, y),
+        spec["warmup"],
+        spec["repeats"],
+        spec["time_budget"],
+    )
     if not np.isfinite(loss):
         raise RuntimeError(f"non-finite loss {loss}")
+    predict_s, _, _ = median_time(
+        lambda: model.predict_on_batch(x),
+        spec["warmup"],
+        spec["repeats"],
+        spec["time_budget"],
+    )
+    path = None
+    if spec["implementation"] == "ours":
+        # The traced train and predict steps see the batch's own shape.
+        shape = (x.shape[0], *layer.input.shape[1:])
+        path = layer._attention_path(keras.KerasTensor(shape))
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(
         "RESULT "
         + json.dumps(
             {
                 **spec,
-                "time_s": statistics.median(times),
-                "steps": len(times),
+                "time_s": train_s,
+                "predict_s": predict_s,
+                "steps": steps,
+                "path": path,
                 "peak_rss_gb": peak_kb / 2**20,
                 "keras": keras.__version__,
             }
@@ -176,6 +280,8 @@ def run_one(spec, backend, timeout):
 def quadratic(implementation, config):
     """Whether memory and time grow with T^2 (used to skip what won't fit)."""
     width = CONFIGS[config][1]
+    if implementation == "none":
+        return False
     return implementation != "ours" or width is None
 
 
@@ -186,9 +292,14 @@ def sweep(args):
             for implementation in args.implementations:
                 if implementation == "0.51" and backend != "tensorflow":
                     continue  # 0.51 only runs on TensorFlow
+                if not applies(args.suite, implementation, config):
+                    continue
+                if implementation == "none" and config != args.configs[0]:
+                    continue  # one model without attention is enough
                 last = None
                 for length in args.lengths:
                     spec = {
+                        "suite": args.suite,
                         "backend": backend,
                         "implementation": implementation,
                         "config": config,
@@ -229,30 +340,46 @@ def sweep(args):
     return results
 
 
+def seconds(value):
+    return f"{value * 1000:.1f} ms" if value < 1 else f"{value:.2f} s"
+
+
 def describe(result):
     head = (
-        f"{result['backend']:10s} {result['implementation']:5s} "
+        f"{result['backend']:10s} {result['implementation']:7s} "
         f"{result['config']:30s} T={result['length']:6d}"
     )
     if "error" in result:
         return f"{head}  {result['error']}"
-    return f"{head}  {result['time_s']:8.3f} s  {result['peak_rss_gb']:6.2f} GB"
+    path = f"  [{result['path']}]" if result.get("path") else ""
+    return (
+        f"{head}  train {seconds(result['time_s']):>9s}  predict "
+        f"{seconds(result['predict_s']):>9s}  {result['peak_rss_gb']:5.2f} GB"
+        f"{path}"
+    )
 
 
 def table(results):
-    """Markdown table: one row per (backend, config, T) with our numbers."""
+    """Markdown table: one row per (backend, config, T) with our numbers.
+
+    Ratios are other / ours, so above 1 means this package is faster. In
+    the model suite they compare the attention's share of a step: the step
+    minus the same model's step without attention.
+    """
     index = {
         (r["backend"], r["implementation"], r["config"], r["length"]): r
         for r in results
+        if "error" not in r
     }
+    suite = results[0].get("suite", "layer")
 
     def lookup(backend, implementation, config, length):
         found = index.get((backend, implementation, config, length))
-        if found is None and implementation == "mha":
-            # MHA has no additive/multiplicative variants: any config with
-            # the same window stands for it.
+        if found is None and implementation in ("mha", "none"):
+            # MHA has no additive/multiplicative variants, and the model
+            # without attention none at all.
             for name, value in CONFIGS.items():
-                if value[1:] == CONFIGS[config][1:]:
+                if implementation == "none" or value[1:] == CONFIGS[config][1:]:
                     found = found or index.get(
                         (backend, implementation, name, length)
                     )
@@ -261,38 +388,54 @@ def table(results):
     def cell(result):
         if result is None:
             return "—"
-        if "error" in result:
-            return result["error"].split(":")[0]
-        return f"{result['time_s']:.3f} s, {result['peak_rss_gb']:.2f} GB"
+        return f"{seconds(result['time_s'])} / {seconds(result['predict_s'])}"
 
-    def ratio(ours, other, key):
-        if not ours or not other or "error" in ours or "error" in other:
+    def ratio(ours, other, key, base=None):
+        if ours is None or other is None:
             return "—"
-        return f"{other[key] / ours[key]:.1f}×"
+        offset = 0.0 if base is None else base[key]
+        if ours[key] - offset <= 0:
+            return "—"
+        return f"{(other[key] - offset) / (ours[key] - offset):.2f}×"
 
-    lines = [
-        "| backend | config | T | ours | 0.51 (TF) | MHA | "
-        "0.51 / ours time | 0.51 / ours mem | MHA / ours time | "
-        "MHA / ours mem |",
-        "|" + "---|" * 10,
-    ]
+    others = ["0.51", "mha", "builtin"] if suite == "layer" else ["0.51"]
+    header = ["backend", "config", "T", "path", "ours train / predict"]
+    if suite == "model":
+        header.append("no attention")
+    for other in others:
+        header += [f"{other} train / predict", f"{other}/ours train"]
+        header.append(f"{other}/ours predict")
+    header += ["ours peak RSS"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     keys = sorted(
         {(r["backend"], r["config"], r["length"]) for r in results},
         key=lambda k: (k[0], list(CONFIGS).index(k[1]), k[2]),
     )
     for backend, config, length in keys:
         ours = lookup(backend, "ours", config, length)
-        old = lookup("tensorflow", "0.51", config, length)
-        mha = lookup(backend, "mha", config, length)
         if ours is None:
             continue
-        lines.append(
-            f"| {backend} | {config} | {length} | {cell(ours)} | {cell(old)} "
-            f"| {cell(mha)} | {ratio(ours, old, 'time_s')} "
-            f"| {ratio(ours, old, 'peak_rss_gb')} "
-            f"| {ratio(ours, mha, 'time_s')} "
-            f"| {ratio(ours, mha, 'peak_rss_gb')} |"
-        )
+        base = lookup(backend, "none", config, length)
+        row = [backend, config, str(length), ours.get("path") or "—"]
+        row.append(cell(ours))
+        if suite == "model":
+            row.append(cell(base))
+        for other in others:
+            found = lookup(
+                "tensorflow" if other == "0.51" else backend,
+                other,
+                config,
+                length,
+            )
+            if other == "0.51" and backend != "tensorflow":
+                found = None  # 0.51 only runs on TensorFlow
+            row += [
+                cell(found),
+                ratio(ours, found, "time_s", base),
+                ratio(ours, found, "predict_s", base),
+            ]
+        row.append(f"{ours['peak_rss_gb']:.2f} GB")
+        lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
 
@@ -308,7 +451,13 @@ def plot(results, path):
         if "error" not in r:
             key = (r["backend"], r["implementation"], r["config"])
             series.setdefault(key, []).append(r)
-    styles = {"ours": "-", "0.51": "--", "mha": ":"}
+    styles = {
+        "ours": "-",
+        "0.51": "--",
+        "mha": ":",
+        "builtin": "-.",
+        "none": ":",
+    }
     series = dict(
         sorted(
             series.items(),
@@ -331,6 +480,9 @@ def plot(results, path):
             marker="o",
             label=label,
         )
+        if implementation == "none":
+            look["color"] = "grey"
+            look["label"] = "no attention"
         left.plot(lengths, [r["time_s"] for r in points], **look)
         right.plot(lengths, [r["peak_rss_gb"] for r in points], **look)
     for axis, name in ((left, "train step time (s)"), (right, "peak RSS (GB)")):
@@ -342,8 +494,9 @@ def plot(results, path):
     left.legend(fontsize=7)
     first = results[0]
     figure.suptitle(
-        f"one train step, batch {first['batch']}, dim {first['dim']}, "
-        f"units {first['units']}, jit_compile={first['jit']}"
+        f"{first.get('suite', 'layer')} suite: one train step, batch "
+        f"{first['batch']}, dim {first['dim']}, units {first['units']}, "
+        f"jit_compile={first['jit']}"
     )
     figure.tight_layout()
     figure.savefig(path, dpi=110)
@@ -352,6 +505,14 @@ def plot(results, path):
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--suite", choices=["layer", "model"], default="layer")
+    parser.add_argument(
+        "--preset",
+        choices=list(PRESETS),
+        default="small",
+        help="lengths, batch and dim: small is T=5..500, batch 32, dim 128; "
+        "large is T=256..65536, batch 8, dim 64",
+    )
     parser.add_argument("--backends", nargs="+", default=["tensorflow"])
     parser.add_argument(
         "--implementations",
@@ -362,18 +523,18 @@ def parse_args(argv=None):
     parser.add_argument(
         "--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS)
     )
-    parser.add_argument("--lengths", nargs="+", type=int, default=LENGTHS)
+    parser.add_argument("--lengths", nargs="+", type=int)
     parser.add_argument(
         "--jit-compile",
         choices=["auto", "true", "false"],
         default="auto",
         help="passed to model.compile; Keras's 'auto' skips XLA on CPU",
     )
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--dim", type=int, default=64)
+    parser.add_argument("--batch", type=int)
+    parser.add_argument("--dim", type=int)
     parser.add_argument("--units", type=int, default=32)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument(
         "--time-budget",
         type=float,
@@ -396,6 +557,10 @@ def parse_args(argv=None):
         help="tiny sizes, no 0.51: checks the script runs",
     )
     args = parser.parse_args(argv)
+    lengths, batch, dim = PRESETS[args.preset]
+    args.lengths = args.lengths or lengths
+    args.batch = args.batch or batch
+    args.dim = args.dim or dim
     if args.smoke:
         args.implementations = [i for i in args.implementations if i != "0.51"]
         args.configs = ["additive width 15", "multiplicative global"]
@@ -421,7 +586,9 @@ def main(argv=None):
     if "0.51" in args.implementations:
         install_old_package()
     results = sweep(args)
-    name = "-".join(args.backends)
+    name = "-".join([args.suite, args.preset, *args.backends])
+    if args.smoke:
+        name = "-".join(args.backends)
     if args.jit_compile != "auto":
         name += f"-jit-{args.jit_compile}"
     with open(os.path.join(args.output, f"{name}.json"), "w") as f:

@@ -12,10 +12,8 @@ and can be tested on its own.
 import keras
 from keras import ops
 
-# Global additive scores are computed a block of rows at a time, so at most
-# about this many elements of the (T, S, units) hidden tensor of one sequence
-# exist at once.
-ADDITIVE_BLOCK_ELEMENTS = 2**17
+# What `masked_softmax` puts in place of a disallowed logit.
+FILLER = -1e30
 
 # Local attention's outputs (and multiplicative scores) are small dense
 # matrix products over blocks of this many queries.
@@ -124,14 +122,15 @@ def _pad_end(tensor, axis, amount):
     return ops.concatenate([tensor, ops.zeros(shape, tensor.dtype)], axis)
 
 
-def _block_count(length, block):
+def block_count(length, block):
+    """How many blocks of `block` steps cover `length` steps."""
     return (length + block - 1) // block
 
 
-def _pad_to_multiple(tensor, axis, block):
+def pad_to_multiple(tensor, axis, block):
     """Zero-pads `axis` of `tensor` up to a multiple of `block`."""
     size = ops.shape(tensor)[axis]
-    return _pad_end(tensor, axis, _block_count(size, block) * block - size)
+    return _pad_end(tensor, axis, block_count(size, block) * block - size)
 
 
 def _query_blocks(tensor, block):
@@ -141,8 +140,8 @@ def _query_blocks(tensor, block):
     with a symbolic `T`.
     """
     shape = list(ops.shape(tensor))
-    blocks = _block_count(shape[1], block)
-    tensor = _pad_to_multiple(tensor, 1, block)
+    blocks = block_count(shape[1], block)
+    tensor = pad_to_multiple(tensor, 1, block)
     return ops.reshape(tensor, [shape[0], blocks, block, *shape[2:]])
 
 
@@ -153,12 +152,13 @@ def _join_query_blocks(tensor, length):
     return joined[:, :length]
 
 
-def _band_block(attention_width):
+def band_block(attention_width):
+    """Queries per block of the band's blocked matrix products."""
     return max(BAND_BLOCK, attention_width - 1)
 
 
 def window_blocks(values, attention_width, history_only):
-    """The keys each block of `_band_block(w)` queries can see.
+    """The keys each block of `band_block(w)` queries can see.
 
     Query `t = c * block + i` sees keys `i : i + w` of block `c`, so a band
     turns into a small dense product per block (see `_band_to_blocks`).
@@ -169,10 +169,10 @@ def window_blocks(values, attention_width, history_only):
     Returns:
         A tensor of shape `(batch_size, ceil(T / block), block + w - 1, dim)`.
     """
-    block = _band_block(attention_width)
+    block = band_block(attention_width)
     before, after = window_padding(attention_width, history_only)
     length = ops.shape(values)[1]
-    blocks = _block_count(length, block)
+    blocks = block_count(length, block)
     padded = ops.pad(values, [(0, 0), (before, after), (0, 0)])
     # `T + w - 1 <= (blocks + 1) * block` long: whole blocks, then one more
     # for the `w - 1` keys after the last of them.
@@ -222,7 +222,7 @@ def band_dot_scores(queries, keys, attention_width, history_only):
     Returns:
         Scores of shape `(batch_size, T, w)`.
     """
-    block = _band_block(attention_width)
+    block = band_block(attention_width)
     key_blocks = window_blocks(keys, attention_width, history_only)
     dense = ops.matmul(
         _query_blocks(queries, block), ops.swapaxes(key_blocks, -1, -2)
@@ -241,7 +241,7 @@ def band_weighted_sum(weights, values, attention_width, history_only):
     Returns:
         A tensor of shape `(batch_size, T, dim)`.
     """
-    block = _band_block(attention_width)
+    block = band_block(attention_width)
     dense = _band_to_blocks(_query_blocks(weights, block), attention_width)
     outputs = ops.matmul(
         dense, window_blocks(values, attention_width, history_only)
@@ -299,7 +299,9 @@ def masked_softmax(logits, allowed=None, axis=-1):
 
     Runs in at least float32 and casts back, so float16 logits neither
     overflow nor lose the small weights. A row with no allowed entry gets
-    all-zero weights rather than NaN, and its gradient is zero too.
+    all-zero weights rather than NaN, and its gradient is zero too. (A row
+    whose allowed logits all lie below `FILLER / 2`, beyond any score a
+    layer here produces, counts as empty.)
 
     Args:
         logits: float tensor.
@@ -313,17 +315,23 @@ def masked_softmax(logits, allowed=None, axis=-1):
     logits = ops.cast(logits, softmax_dtype(dtype))
     if allowed is None:
         return ops.cast(ops.softmax(logits, axis=axis), dtype)
-    # The filler only has to lose to every real logit and stay finite, so
-    # that disallowed entries never produce inf - inf in the gradient.
-    filler = ops.cast(-1e30, logits.dtype)
-    logits = ops.where(allowed, logits, filler)
-    logits = logits - ops.stop_gradient(
-        ops.max(logits, axis=axis, keepdims=True)
+    # Disallowed entries are replaced, never read, so NaN or inf there cannot
+    # leak. The filler only has to lose to every real logit and stay finite,
+    # so that no inf - inf appears in the gradient.
+    logits = ops.where(allowed, logits, ops.cast(FILLER, logits.dtype))
+    # A row with no allowed entry has the filler as its maximum; the floor
+    # makes all its exponentials underflow to zero.
+    row_max = ops.maximum(
+        ops.max(logits, axis=axis, keepdims=True),
+        ops.cast(FILLER / 2, logits.dtype),
     )
-    exps = ops.where(allowed, ops.exp(logits), ops.zeros_like(logits))
-    total = ops.sum(exps, axis=axis, keepdims=True)
-    weights = exps / ops.where(total > 0, total, ops.ones_like(total))
-    return ops.cast(weights, dtype)
+    exps = ops.exp(logits - ops.stop_gradient(row_max))
+    # A row with an allowed entry sums to at least 1, so the tiny term only
+    # turns an empty row's 0 / 0 into 0.
+    total = ops.sum(exps, axis=axis, keepdims=True) + ops.cast(
+        1e-30, logits.dtype
+    )
+    return ops.cast(exps / total, dtype)
 
 
 def attention_regularization(weights):
@@ -369,154 +377,3 @@ def band_attention_regularization(band, attention_width, history_only):
         squares += (1.0 if offset == 0 else 2.0) * ops.sum(ops.square(diagonal))
     batch_size = ops.cast(ops.shape(band)[0], "float32")
     return (squares - 2.0 * trace) / batch_size + ops.cast(length, "float32")
-
-
-def _rows_per_block(units, size):
-    """Rows of the hidden tensor per loop step: about a megabyte a sequence.
-
-    `size` is the number of keys, if known; `None` or a symbolic size (JAX
-    export) counts as 2048.
-    """
-    if not isinstance(size, int):
-        size = 2048
-    return max(1, ADDITIVE_BLOCK_ELEMENTS // (units * size))
-
-
-@ops.custom_gradient
-def _additive_scores(queries, keys, kernel):
-    """Additive scores with a hand-written gradient that recomputes `tanh`.
-
-    `queries` is `(batch_size, T, units)`, `keys` `(batch_size, S, units)`
-    and `kernel` `(units, 1)`. Both passes loop over blocks of a few query
-    rows, so only a `(batch_size, rows, S, units)` block of the hidden
-    tensor is alive at any time; the gradient being written out, nothing is
-    stored per step for the backward pass either. Sums over units are
-    matrix products, the cheapest pass over a block.
-    """
-    batch_size, length, units = ops.shape(queries)
-    size = ops.shape(keys)[1]
-    row_block = _rows_per_block(units, keys.shape[1])
-    padded = _pad_to_multiple(queries, 1, row_block)
-    steps = _block_count(length, row_block)
-    # (steps, batch_size, rows, 1, units): one loop step per leading entry.
-    query_rows = ops.transpose(
-        ops.reshape(padded, (batch_size, steps, row_block, 1, units)),
-        (1, 0, 2, 3, 4),
-    )
-    keys = ops.expand_dims(keys, 1)
-
-    def score_rows(carry, rows):
-        hidden = ops.tanh(rows + keys)
-        rows = ops.squeeze(ops.matmul(hidden, kernel), -1)
-        return rows, rows  # `scan` wants the carry shaped like the output
-
-    _, scores = ops.scan(
-        score_rows,
-        ops.zeros((batch_size, row_block, size), queries.dtype),
-        query_rows,
-    )
-    scores = ops.reshape(
-        ops.transpose(scores, (1, 0, 2, 3)),
-        (batch_size, steps * row_block, size),
-    )[:, :length]
-
-    def grad(*args, upstream=None):
-        if upstream is None:
-            (upstream,) = args
-        upstream = _pad_to_multiple(
-            ops.cast(upstream, queries.dtype), 1, row_block
-        )
-        kernel_row = ops.reshape(kernel, (1, 1, units))
-
-        # With h = tanh(q + k) and g the upstream gradient of e = h . w:
-        #   dw = sum g h,  dq = w (sum_s g - sum_s g h^2),
-        #   dk = w (sum_t g - sum_t g h^2).
-        def backward_rows(step, carry):
-            d_queries, d_keys, d_kernel = carry
-            start = step * row_block
-            rows = ops.slice(
-                padded, (0, start, 0), (batch_size, row_block, units)
-            )
-            row_upstream = ops.slice(
-                upstream, (0, start, 0), (batch_size, row_block, size)
-            )
-            hidden = ops.tanh(ops.expand_dims(rows, 2) + keys)
-            flat_upstream = ops.reshape(row_upstream, (1, -1))
-            d_kernel = d_kernel + ops.transpose(
-                ops.matmul(flat_upstream, ops.reshape(hidden, (-1, units)))
-            )
-            squared = hidden * hidden
-            weighted = ops.matmul(
-                ops.expand_dims(row_upstream, 2), squared
-            )  # (batch_size, rows, 1, units)
-            row_grads = kernel_row * (
-                ops.sum(row_upstream, axis=2, keepdims=True)
-                - ops.squeeze(weighted, 2)
-            )
-            d_queries = ops.slice_update(d_queries, (0, start, 0), row_grads)
-            d_keys = d_keys + kernel_row * (
-                ops.expand_dims(ops.sum(row_upstream, axis=1), -1)
-                - ops.sum(ops.expand_dims(row_upstream, -1) * squared, axis=1)
-            )
-            return d_queries, d_keys, d_kernel
-
-        d_queries, d_keys, d_kernel = ops.fori_loop(
-            0,
-            steps,
-            backward_rows,
-            (
-                ops.zeros_like(padded),
-                ops.zeros_like(ops.squeeze(keys, 1)),
-                ops.zeros_like(kernel),
-            ),
-        )
-        return d_queries[:, :length], d_keys, d_kernel
-
-    return scores, grad
-
-
-def additive_scores(queries, keys, kernel):
-    """Global additive scores `e[b, t, s] = sum_u kernel[u] * tanh(q + k)`.
-
-    The hidden tensor `tanh(queries[:, t] + keys[:, s])` has `T x S x units`
-    entries per sequence, so it is never built whole, in the forward pass or
-    in the gradient: a loop computes it a few query rows at a time, and the
-    gradient recomputes it a few key columns at a time. Peak memory is the
-    scores plus one block.
-
-    Args:
-        queries: tensor of shape `(batch_size, T, units)`, the additive bias
-            already added.
-        keys: tensor of shape `(batch_size, S, units)`.
-        kernel: tensor of shape `(units,)`.
-
-    Returns:
-        Scores of shape `(batch_size, T, S)`.
-    """
-    return _additive_scores(queries, keys, ops.expand_dims(kernel, -1))
-
-
-def _slot_scores(queries, keys, kernel):
-    return ops.sum(ops.tanh(queries + keys) * kernel, axis=-1)
-
-
-_slot_scores_remat = keras.remat(_slot_scores)
-
-
-def band_additive_scores(queries, key_slots, kernel):
-    """Additive scores of a band, one window slot at a time.
-
-    Args:
-        queries: tensor of shape `(batch_size, T, units)`, the additive bias
-            already added.
-        key_slots: list of `w` tensors of shape `(batch_size, T, units)`,
-            as `window_slots` returns them.
-        kernel: tensor of shape `(units,)`.
-
-    Returns:
-        Scores of shape `(batch_size, T, w)`.
-    """
-    return ops.stack(
-        [_slot_scores_remat(queries, keys, kernel) for keys in key_slots],
-        axis=-1,
-    )

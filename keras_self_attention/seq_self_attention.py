@@ -5,16 +5,12 @@ import numbers
 import keras
 from keras import ops
 
-from keras_self_attention import attention_ops
+from keras_self_attention import additive_scores, attention_ops, attention_plan
 from keras_self_attention.arguments import (
     check_bool,
     check_positive_int,
     get_object,
 )
-
-# Wider windows are computed densely: the band path unrolls one step per
-# window slot.
-MAX_BAND_WIDTH = 1024
 
 
 @keras.saving.register_keras_serializable(package="keras_self_attention")
@@ -219,36 +215,26 @@ class SeqSelfAttention(keras.layers.Layer):
             self.ba = self._bias("ba", (1,))
 
     def _attention_path(self, inputs):
-        """How to compute this call: `"band"`, `"fused"` or `"dense"`.
-
-        - `"band"`: local attention on the window only, linear in `T`.
-        - `"fused"`: the backend's dot-product-attention op, for global
-          multiplicative attention when nothing needs the weights and no
-          activation changes the scores (`ba` shifts every score equally,
-          so the softmax ignores it).
-        - `"dense"`: `(batch_size, T, T)` scores, additive ones built a block
-          of units at a time.
-        """
-        width, length = self.attention_width, inputs.shape[1]
-        if not isinstance(length, numbers.Integral):
-            # `None`, or a symbolic dimension (JAX's shape polymorphism when
-            # exporting) that cannot be compared with the width.
-            length = None
-        if (
-            width is not None
-            and width <= MAX_BAND_WIDTH
-            and (length is None or width < length)
-        ):
-            return "band"
-        if (
-            self.attention_type == self.ATTENTION_TYPE_MUL
-            and width is None
-            and self.attention_activation is None
-            and not self.return_attention
-            and not self.attention_regularizer_weight
-        ):
-            return "fused"
-        return "dense"
+        """How to compute this call: one of `attention_plan.PATHS`."""
+        batch_size, length = inputs.shape[0], inputs.shape[1]
+        return attention_plan.choose_path(
+            self.attention_type,
+            self.attention_width,
+            needs_weights=bool(
+                self.attention_activation is not None
+                or self.return_attention
+                or self.attention_regularizer_weight
+            ),
+            batch_size=attention_plan.static_size(batch_size),
+            length=attention_plan.static_size(length),
+            units=self.units,
+            # JAX's shape polymorphism: sizes that are neither ints nor
+            # unknown, and cannot be compared with a number.
+            symbolic=any(
+                size is not None and attention_plan.static_size(size) is None
+                for size in (batch_size, length)
+            ),
+        )
 
     def _queries_and_keys(self, inputs):
         """Additive attention's `x Wt + bh` and `x Wx`."""
@@ -264,13 +250,34 @@ class SeqSelfAttention(keras.layers.Layer):
             scores = self.attention_activation(scores)
         return scores
 
-    def _dense_attention(self, inputs, mask):
+    def _additive_scores(self, inputs, path):
+        """`(batch_size, T, T)` additive scores on the dense kernel or loop."""
+        queries, keys = self._queries_and_keys(inputs)
+        kernel = ops.squeeze(self.Wa, -1)
+
+        def dense():
+            return additive_scores.dense_additive_scores(queries, keys, kernel)
+
+        def blocked():
+            return additive_scores.blocked_additive_scores(
+                queries, keys, kernel
+            )
+
+        if path == "dense":
+            return dense()
+        if path == "blocked":
+            return blocked()
+        batch_size, length = ops.shape(inputs)[:2]
+        return ops.cond(
+            attention_plan.dense_hidden_fits(batch_size, length, self.units),
+            dense,
+            blocked,
+        )
+
+    def _dense_attention(self, inputs, mask, path):
         """Outputs and `(batch_size, T, T)` weights."""
         if self.attention_type == self.ATTENTION_TYPE_ADD:
-            queries, keys = self._queries_and_keys(inputs)
-            scores = attention_ops.additive_scores(
-                queries, keys, ops.squeeze(self.Wa, -1)
-            )
+            scores = self._additive_scores(inputs, path)
         else:
             # A product of two inputs overflows float16 easily, so the
             # scores are computed in the softmax's dtype.
@@ -292,7 +299,7 @@ class SeqSelfAttention(keras.layers.Layer):
         width, history_only = self.attention_width, self.history_only
         if self.attention_type == self.ATTENTION_TYPE_ADD:
             queries, keys = self._queries_and_keys(inputs)
-            scores = attention_ops.band_additive_scores(
+            scores = additive_scores.band_additive_scores(
                 queries,
                 attention_ops.window_slots(keys, width, history_only),
                 ops.squeeze(self.Wa, -1),
@@ -359,7 +366,7 @@ class SeqSelfAttention(keras.layers.Layer):
         if band:
             outputs, weights = self._band_attention(inputs, mask)
         else:
-            outputs, weights = self._dense_attention(inputs, mask)
+            outputs, weights = self._dense_attention(inputs, mask, path)
         if self.attention_regularizer_weight > 0:
             if band:
                 regularization = attention_ops.band_attention_regularization(

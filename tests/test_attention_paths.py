@@ -1,7 +1,8 @@
-"""The fast paths (band, fused, blocked) agree with the dense formulas.
+"""Every path of `attention_plan` agrees with the dense formulas.
 
-Each case runs the layer twice, once on the path it picks by itself and once
-forced onto the dense path, and compares outputs and gradients.
+Each case runs the layer twice, once forced onto the path under test and
+once onto the dense path, and compares outputs and gradients; the rule that
+picks a path is tested on its own.
 """
 
 import itertools
@@ -11,7 +12,12 @@ import numpy as np
 import pytest
 from keras import ops
 
-from keras_self_attention import SeqSelfAttention, attention_ops
+from keras_self_attention import (
+    SeqSelfAttention,
+    additive_scores,
+    attention_ops,
+    attention_plan,
+)
 from tests import numpy_reference
 from tests.gradients import layer_gradients
 from tests.layer_checks import assert_fit_improves
@@ -27,19 +33,27 @@ def build(rng, **kwargs):
     return layer
 
 
-def forced_dense(layer):
-    dense = SeqSelfAttention.from_config(layer.get_config())
-    dense.build((None, None, 4))
-    dense.set_weights(layer.get_weights())
-    dense._attention_path = lambda inputs: "dense"
-    return dense
+def forced(layer, path):
+    """A copy of `layer`, same weights, that always takes `path`."""
+    copy = SeqSelfAttention.from_config(layer.get_config())
+    copy.build((None, None, 4))
+    copy.set_weights(layer.get_weights())
+    copy._attention_path = lambda inputs: path
+    return copy
 
 
-def compare_with_dense(layer, x, mask, rng):
+def path_of(layer, shape):
+    return layer._attention_path(keras.KerasTensor(shape))
+
+
+def compare_with_dense(layer, x, mask, rng, path=None):
+    """`layer` (forced onto `path`, if given) against the dense path."""
+    if path is not None:
+        layer = forced(layer, path)
     cotangent = rng.standard_normal(x.shape).astype("float32")
     output, grads = layer_gradients(layer, x, mask, cotangent)
     expected_output, expected_grads = layer_gradients(
-        forced_dense(layer), x, mask, cotangent
+        forced(layer, "dense"), x, mask, cotangent
     )
     np.testing.assert_allclose(output, expected_output, rtol=1e-5, atol=1e-5)
     assert len(grads) == len(expected_grads)
@@ -70,8 +84,7 @@ def test_band_path_matches_dense(
         attention_regularizer_weight=0.1,
     )
     x, mask = make_inputs(rng, length=LENGTH, padded=padded)
-    assert layer._attention_path(ops.convert_to_tensor(x)) == "band"
-    compare_with_dense(layer, x, mask, rng)
+    compare_with_dense(layer, x, mask, rng, path="band")
 
 
 @pytest.mark.parametrize("history_only", [False, True])
@@ -84,12 +97,12 @@ def test_fused_path_matches_dense(rng, history_only, padded):
     if padded:
         mask[1] = False  # a query with no key at all
         mask[2, :4] = False  # causal queries before the first real key
-    assert layer._attention_path(ops.convert_to_tensor(x)) == "fused"
-    compare_with_dense(layer, x, mask, rng)
+    compare_with_dense(layer, x, mask, rng, path="fused")
     outputs, _, _ = reference(layer, x, mask)
+    fused = forced(layer, "fused")
     np.testing.assert_allclose(
         ops.convert_to_numpy(
-            layer(x, mask=None if mask is None else ops.convert_to_tensor(mask))
+            fused(x, mask=None if mask is None else ops.convert_to_tensor(mask))
         ),
         outputs,
         rtol=1e-5,
@@ -98,45 +111,103 @@ def test_fused_path_matches_dense(rng, history_only, padded):
 
 
 @pytest.mark.parametrize("history_only", [False, True])
-def test_blocked_additive_scores_match_one_block(
-    rng, history_only, monkeypatch
+@pytest.mark.parametrize("block_elements", [1, 2**17])
+@pytest.mark.parametrize("path", ["blocked", "dense_or_blocked"])
+def test_blocked_additive_path_matches_dense(
+    rng, history_only, block_elements, path, monkeypatch
 ):
     layer = build(
         rng, history_only=history_only, attention_regularizer_weight=0.1
     )
     x, mask = make_inputs(rng, length=LENGTH, padded=True)
-    cotangent = rng.standard_normal(x.shape).astype("float32")
-    whole = layer_gradients(layer, x, mask, cotangent)
-    # One unit per block: the blocked sum and its recomputed gradient.
-    monkeypatch.setattr(attention_ops, "ADDITIVE_BLOCK_ELEMENTS", 1)
-    blocked = layer_gradients(layer, x, mask, cotangent)
-    np.testing.assert_allclose(blocked[0], whole[0], rtol=1e-5, atol=1e-6)
-    for grad, expected in zip(blocked[1], whole[1], strict=True):
-        np.testing.assert_allclose(grad, expected, rtol=1e-4, atol=1e-6)
+    # One hidden unit per block, or all rows in one; and the run-time choice
+    # pushed onto the loop.
+    monkeypatch.setattr(
+        additive_scores, "ADDITIVE_BLOCK_ELEMENTS", block_elements
+    )
+    monkeypatch.setattr(attention_plan, "DENSE_HIDDEN_ELEMENTS", 0)
+    compare_with_dense(layer, x, mask, rng, path=path)
+
+
+def test_run_time_choice_runs_the_kernel_that_fits(rng, monkeypatch):
+    layer = forced(build(rng), "dense_or_blocked")
+    x, mask = make_inputs(rng, length=LENGTH, padded=True)
+    calls = []
+    for name in ("dense_additive_scores", "blocked_additive_scores"):
+        kernel = getattr(additive_scores, name)
+
+        def counted(*args, name=name, kernel=kernel):
+            calls.append(name)
+            return kernel(*args)
+
+        monkeypatch.setattr(additive_scores, name, counted)
+    # A Python predicate: `ops.cond` calls only the branch it picks.
+    monkeypatch.setattr(
+        attention_plan, "dense_hidden_fits", lambda *sizes: True
+    )
+    layer(x, mask=ops.convert_to_tensor(mask))
+    assert calls == ["dense_additive_scores"]
+    monkeypatch.setattr(
+        attention_plan, "dense_hidden_fits", lambda *sizes: False
+    )
+    layer(x, mask=ops.convert_to_tensor(mask))
+    assert calls == ["dense_additive_scores", "blocked_additive_scores"]
 
 
 def test_path_choice():
-    x = ops.zeros((2, 10, 4))
     add = SeqSelfAttention
-    assert add(attention_width=3)._attention_path(x) == "band"
-    assert add(attention_width=10)._attention_path(x) == "dense"
-    assert add()._attention_path(x) == "dense"
     mul = dict(attention_type="multiplicative")
-    assert add(**mul)._attention_path(x) == "fused"
-    assert add(history_only=True, **mul)._attention_path(x) == "fused"
-    assert add(return_attention=True, **mul)._attention_path(x) == "dense"
-    assert add(attention_activation="tanh", **mul)._attention_path(x) == "dense"
-    assert (
-        add(attention_regularizer_weight=0.1, **mul)._attention_path(x)
-        == "dense"
-    )
+    small, large = (32, 50, 128), (8, 2048, 64)
+    assert path_of(add(), small) == "dense"
+    assert path_of(add(), large) == "blocked"
+    assert path_of(add(units=1), large) == "dense"
+    # Sizes unknown when traced: decided when the call runs.
+    assert path_of(add(), (None, 50, 128)) == "dense_or_blocked"
+    assert path_of(add(), (32, None, 128)) == "dense_or_blocked"
+    assert path_of(add(), (None, None, 128)) == "dense_or_blocked"
+    # The fused op only where it beats the dense scores; always for
+    # unknown T.
+    assert path_of(add(**mul), (None, None, 128)) == "fused"
+    long = (8, attention_plan.fused_min_length(), 64)
+    assert path_of(add(history_only=True, **mul), long) == "fused"
+    assert path_of(add(**mul), small) == "dense"
+    for needs_weights in (
+        dict(return_attention=True),
+        dict(attention_activation="tanh"),
+        dict(attention_regularizer_weight=0.1),
+    ):
+        assert path_of(add(**needs_weights, **mul), long) == "dense"
+        assert path_of(add(**needs_weights), small) == "dense"
+    # The band only where it beats the dense scores; always for unknown T.
+    for kwargs in ({}, mul):
+        layer = add(attention_width=15, **kwargs)
+        shortest = attention_plan.band_min_length(layer.attention_type, 15)
+        assert 15 < shortest <= 320
+        assert path_of(layer, (32, shortest, 128)) == "band"
+        assert path_of(layer, (32, shortest - 1, 128)) != "band"
+        assert path_of(layer, (None, None, 128)) == "band"
+        assert path_of(layer, (8, 65536, 64)) == "band"
+    assert path_of(add(attention_width=1000), (2, 1500, 4)) == "blocked"
     # A width as big as 0.51's stand-in for "no width" is never unrolled.
-    symbolic = keras.KerasTensor((None, None, 4))
-    assert (
-        add(attention_width=10**9, history_only=True)._attention_path(symbolic)
-        == "dense"
+    huge = add(attention_width=10**9, history_only=True)
+    assert path_of(huge, (None, None, 4)) == "dense_or_blocked"
+    assert path_of(huge, (2, 10, 4)) == "dense"
+
+
+def test_choose_path_covers_every_path():
+    chosen = {
+        attention_plan.choose_path(kind, width, weights, batch, length, 32)
+        for kind in ("additive", "multiplicative")
+        for width in (None, 3)
+        for weights in (False, True)
+        for batch in (None, 1, 1000)
+        for length in (None, 2, 1000)
+    }
+    assert chosen == set(attention_plan.PATHS)
+    symbolic = attention_plan.choose_path(
+        "additive", None, False, None, None, 32, symbolic=True
     )
-    assert add(attention_width=15)._attention_path(symbolic) == "band"
+    assert symbolic == "blocked"
 
 
 @pytest.mark.parametrize(
@@ -173,6 +244,7 @@ def test_fused_path_trains_without_missing_gradients(rng):
     # `ba` cancels in the softmax, but it must stay in the graph: Keras warns
     # (an error under this suite's settings) about weights with no gradient.
     layer = SeqSelfAttention(attention_type="multiplicative")
+    layer._attention_path = lambda inputs: "fused"
     model = keras.Sequential(
         [
             keras.Input((None, 4)),
@@ -181,6 +253,22 @@ def test_fused_path_trains_without_missing_gradients(rng):
         ]
     )
     x = rng.standard_normal((8, LENGTH, 4)).astype("float32")
-    assert layer._attention_path(ops.convert_to_tensor(x)) == "fused"
     y = (x.sum(-1) > 0).astype("int32") + (x[..., 0] > 1)
     assert_fit_improves(model, x, y)
+
+
+@pytest.mark.parametrize("attention_width", [None, 3])
+def test_fit_with_unknown_sizes_in_the_traced_graph(rng, attention_width):
+    # Variable lengths: TensorFlow retraces with `T = None`, so the global
+    # additive call takes `dense_or_blocked`, and the band with any `T`.
+    layer = SeqSelfAttention(units=4, attention_width=attention_width)
+    model = keras.Sequential(
+        [keras.Input((None, 4)), layer, keras.layers.Dense(1)]
+    )
+    model.compile(optimizer="sgd", loss="mse", jit_compile=False)
+    for length in (5, 7, 11, 13):
+        x = rng.standard_normal((4, length, 4)).astype("float32")
+        loss = model.train_on_batch(x, x[..., :1])
+        assert np.isfinite(loss)
+    expected = "dense_or_blocked" if attention_width is None else "band"
+    assert path_of(layer, (None, None, 4)) == expected

@@ -1,0 +1,232 @@
+"""Additive attention scores `e[t, s] = sum_u w[u] * tanh(q[t, u] + k[s, u])`.
+
+The hidden tensor `h = tanh(q_t + k_s)` has `units` times more entries than
+the scores, so nearly all of additive attention's time goes into passes over
+it, and each elementwise pass costs about as much as the `tanh`. The kernels
+here differ in how many passes they make and how much of `h` is alive:
+
+- `dense_additive_scores`: `h` built whole and kept for the gradient, which
+  is written out: 4 passes forward, 7 backward (automatic differentiation
+  of the same formula makes 14 in all), no loop. Memory: a few copies of `h`.
+- `blocked_additive_scores`: a loop over blocks of query rows, the gradient
+  recomputing `h` a block at a time. Memory: the scores plus one block; the
+  loop costs a fixed few milliseconds a call on TensorFlow.
+- `band_additive_scores`: local attention, one window slot at a time.
+
+Which one a call uses is decided in `attention_plan`.
+"""
+
+import keras
+from keras import ops
+
+from keras_self_attention.attention_ops import block_count, pad_to_multiple
+
+# The loop of `blocked_additive_scores` holds about this many elements of the
+# hidden tensor of one sequence at once.
+ADDITIVE_BLOCK_ELEMENTS = 2**17
+
+
+def _hidden(queries, keys):
+    """`tanh(queries[:, t] + keys[:, s])`, shape `(batch, T, S, units)`."""
+    return ops.tanh(ops.expand_dims(queries, 2) + ops.expand_dims(keys, 1))
+
+
+def _hidden_gradients(upstream, hidden, kernel_row):
+    """Gradients of `e = hidden . w` through `hidden = tanh(q + k)`.
+
+    With `g` the upstream gradient of `e`:
+    `dq = w (sum_s g - sum_s g h^2)`, `dk = w (sum_t g - sum_t g h^2)`.
+    The sums over `s` are matrix products, the cheapest pass over `h`.
+
+    Args:
+        upstream: `(batch, T, S)`.
+        hidden: `(batch, T, S, units)`.
+        kernel_row: `(1, 1, units)`.
+
+    Returns:
+        `(dq, dk)` of shapes `(batch, T, units)` and `(batch, S, units)`.
+    """
+    squared = hidden * hidden
+    weighted_rows = ops.squeeze(
+        ops.matmul(ops.expand_dims(upstream, 2), squared), 2
+    )
+    d_queries = kernel_row * (
+        ops.sum(upstream, axis=2, keepdims=True) - weighted_rows
+    )
+    d_keys = kernel_row * (
+        ops.expand_dims(ops.sum(upstream, axis=1), -1)
+        - ops.sum(ops.expand_dims(upstream, -1) * squared, axis=1)
+    )
+    return d_queries, d_keys
+
+
+def _kernel_gradient(upstream, hidden, units):
+    """`dw = sum g h` over batch, queries and keys, as one matrix product."""
+    flat_upstream = ops.reshape(upstream, (1, -1))
+    return ops.transpose(
+        ops.matmul(flat_upstream, ops.reshape(hidden, (-1, units)))
+    )
+
+
+@ops.custom_gradient
+def _dense_scores(queries, keys, kernel):
+    batch_size, length, units = ops.shape(queries)
+    size = ops.shape(keys)[1]
+    hidden = _hidden(queries, keys)
+    # A 2-D product reads `hidden` once; a batched one with a single output
+    # column is twice as slow on TensorFlow.
+    scores = ops.reshape(
+        ops.matmul(
+            ops.reshape(hidden, (batch_size * length * size, units)), kernel
+        ),
+        (batch_size, length, size),
+    )
+
+    def grad(*args, upstream=None):
+        if upstream is None:
+            (upstream,) = args
+        upstream = ops.cast(upstream, hidden.dtype)
+        d_queries, d_keys = _hidden_gradients(
+            upstream, hidden, ops.reshape(kernel, (1, 1, units))
+        )
+        return d_queries, d_keys, _kernel_gradient(upstream, hidden, units)
+
+    return scores, grad
+
+
+def dense_additive_scores(queries, keys, kernel):
+    """Global additive scores from the whole hidden tensor at once.
+
+    Args:
+        queries: tensor of shape `(batch_size, T, units)`, the additive bias
+            already added.
+        keys: tensor of shape `(batch_size, S, units)`.
+        kernel: tensor of shape `(units,)`.
+
+    Returns:
+        Scores of shape `(batch_size, T, S)`.
+    """
+    return _dense_scores(queries, keys, ops.expand_dims(kernel, -1))
+
+
+def rows_per_block(units, size):
+    """Rows of the hidden tensor per loop step: about a megabyte a sequence.
+
+    `size` is the number of keys, if known; `None` or a symbolic size (JAX
+    export) counts as 2048.
+    """
+    if not isinstance(size, int):
+        size = 2048
+    return max(1, ADDITIVE_BLOCK_ELEMENTS // (units * size))
+
+
+@ops.custom_gradient
+def _blocked_scores(queries, keys, kernel):
+    """Additive scores with a hand-written gradient that recomputes `tanh`.
+
+    `queries` is `(batch_size, T, units)`, `keys` `(batch_size, S, units)`
+    and `kernel` `(units, 1)`. Both passes loop over blocks of a few query
+    rows, so only a `(batch_size, rows, S, units)` block of the hidden
+    tensor is alive at any time; the gradient being written out, nothing is
+    stored per step for the backward pass either.
+    """
+    batch_size, length, units = ops.shape(queries)
+    size = ops.shape(keys)[1]
+    row_block = rows_per_block(units, keys.shape[1])
+    padded = pad_to_multiple(queries, 1, row_block)
+    steps = block_count(length, row_block)
+    # (steps, batch_size, rows, units): one loop step per leading entry.
+    query_rows = ops.transpose(
+        ops.reshape(padded, (batch_size, steps, row_block, units)),
+        (1, 0, 2, 3),
+    )
+
+    def score_rows(carry, rows):
+        rows = ops.squeeze(ops.matmul(_hidden(rows, keys), kernel), -1)
+        return rows, rows  # `scan` wants the carry shaped like the output
+
+    _, scores = ops.scan(
+        score_rows,
+        ops.zeros((batch_size, row_block, size), queries.dtype),
+        query_rows,
+    )
+    scores = ops.reshape(
+        ops.transpose(scores, (1, 0, 2, 3)),
+        (batch_size, steps * row_block, size),
+    )[:, :length]
+
+    def grad(*args, upstream=None):
+        if upstream is None:
+            (upstream,) = args
+        upstream = pad_to_multiple(
+            ops.cast(upstream, queries.dtype), 1, row_block
+        )
+        kernel_row = ops.reshape(kernel, (1, 1, units))
+
+        def backward_rows(step, carry):
+            d_queries, d_keys, d_kernel = carry
+            start = step * row_block
+            rows = ops.slice(
+                padded, (0, start, 0), (batch_size, row_block, units)
+            )
+            row_upstream = ops.slice(
+                upstream, (0, start, 0), (batch_size, row_block, size)
+            )
+            hidden = _hidden(rows, keys)
+            row_grads, key_grads = _hidden_gradients(
+                row_upstream, hidden, kernel_row
+            )
+            d_queries = ops.slice_update(d_queries, (0, start, 0), row_grads)
+            d_kernel = d_kernel + _kernel_gradient(row_upstream, hidden, units)
+            return d_queries, d_keys + key_grads, d_kernel
+
+        d_queries, d_keys, d_kernel = ops.fori_loop(
+            0,
+            steps,
+            backward_rows,
+            (
+                ops.zeros_like(padded),
+                ops.zeros_like(keys),
+                ops.zeros_like(kernel),
+            ),
+        )
+        return d_queries[:, :length], d_keys, d_kernel
+
+    return scores, grad
+
+
+def blocked_additive_scores(queries, keys, kernel):
+    """Global additive scores, a block of query rows at a time.
+
+    The hidden tensor is never built whole, in the forward pass or in the
+    gradient: a loop computes it a few query rows at a time, and the
+    gradient recomputes it the same way. Peak memory is the scores plus one
+    block. Arguments and result as for `dense_additive_scores`.
+    """
+    return _blocked_scores(queries, keys, ops.expand_dims(kernel, -1))
+
+
+def _slot_scores(queries, keys, kernel):
+    return ops.sum(ops.tanh(queries + keys) * kernel, axis=-1)
+
+
+_slot_scores_remat = keras.remat(_slot_scores)
+
+
+def band_additive_scores(queries, key_slots, kernel):
+    """Additive scores of a band, one window slot at a time.
+
+    Args:
+        queries: tensor of shape `(batch_size, T, units)`, the additive bias
+            already added.
+        key_slots: list of `w` tensors of shape `(batch_size, T, units)`,
+            as `window_slots` returns them.
+        kernel: tensor of shape `(units,)`.
+
+    Returns:
+        Scores of shape `(batch_size, T, w)`.
+    """
+    return ops.stack(
+        [_slot_scores_remat(queries, keys, kernel) for keys in key_slots],
+        axis=-1,
+    )

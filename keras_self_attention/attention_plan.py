@@ -1,0 +1,152 @@
+"""How a `SeqSelfAttention` call is computed: every path, and the rule.
+
+What a call computes never depends on its path (the tests hold each path to
+the numpy reference); only time and memory do. The paths:
+
+- `"fused"`: the backend's dot-product-attention op, for global
+  multiplicative attention when nothing needs the weights and no activation
+  changes the scores (`ba` shifts every score equally, so the softmax
+  ignores it).
+- `"band"`: local attention on the window only: `(batch, T, w)` scores,
+  time and memory linear in `T`.
+- `"dense"`: `(batch, T, T)` scores at once; additive ones from the whole
+  hidden tensor (`additive_scores.dense_additive_scores`), with no loop.
+- `"blocked"`: global additive attention with the hidden tensor built a few
+  query rows at a time in a loop (`additive_scores.blocked_additive_scores`).
+- `"dense_or_blocked"`: `"dense"` or `"blocked"`, chosen when the call runs
+  (`ops.cond`), for a graph traced before its batch size or length is known.
+
+The cost model, measured on TensorFlow, JAX and PyTorch on a 2-core CPU
+(`benchmarks/benchmark.py` prints the path each configuration took):
+
+- Additive attention's time is passes over its hidden tensor of
+  `batch * T * S * units` elements. The dense kernel makes the fewest, in
+  large kernels, so it is the fastest while the tensor fits in memory; the
+  blocked loop adds a fixed cost (milliseconds on TensorFlow, where a
+  call at `T = 10` takes 2 ms) and about a third more passes, for a
+  memory bound. The limit, `DENSE_HIDDEN_ELEMENTS`, is a memory budget:
+  the dense kernel keeps about three tensors of that size alive.
+- Multiplicative scores are one matrix product. On a CPU the fused op
+  materializes the `(batch, T, T)` scores as the dense path does, and is
+  slower at short lengths (TensorFlow, batch 32, dim 128: 4.3 ms dense
+  against 5.9 ms fused at `T = 50`; even at `T = 500`), so it is taken from
+  `FUSED_MIN_LENGTH` on, and for lengths unknown when traced.
+- The band costs `T * w` per sequence against the dense `T * T`, but in `w`
+  separate slot operations (additive) or in blocks of `block + w - 1` keys
+  for at least `BAND_BLOCK` queries (multiplicative), so it wins only once
+  `T` is a few windows (additive) or a few key blocks (multiplicative) long:
+  `BAND_CROSSOVER` holds those factors per backend, measured with width 15,
+  batch 32, dim 128 (e.g. TensorFlow, additive: dense 12.6 ms against band
+  13.9 ms at `T = 60`, 24.8 against 20.2 at `T = 100`). A width above
+  `MAX_BAND_WIDTH` is never unrolled.
+
+Every function here works on Python ints; `None` stands for a size not known
+when the graph is traced.
+"""
+
+import numbers
+
+import keras
+
+from keras_self_attention.attention_ops import band_block
+
+# Largest hidden tensor (batch * T * S * units elements) built whole: about
+# a gigabyte at peak in float32.
+DENSE_HIDDEN_ELEMENTS = 2**26
+
+# The band path is taken once `T` is this many windows long (additive) or
+# this many key blocks of `band_block(w) + w - 1` long (multiplicative).
+BAND_CROSSOVER = {
+    "tensorflow": {"additive": 5.0, "multiplicative": 2.5},
+    "jax": {"additive": 2.0, "multiplicative": 1.2},
+    "torch": {"additive": 3.0, "multiplicative": 1.5},
+}
+
+# Global multiplicative attention without weights takes the fused op from
+# this length on (measured crossovers: JAX about 350, TensorFlow and PyTorch
+# above 1000).
+FUSED_MIN_LENGTH = {"tensorflow": 1024, "jax": 384, "torch": 1024}
+
+# Wider windows are computed densely: the band path unrolls one step per
+# window slot.
+MAX_BAND_WIDTH = 1024
+
+PATHS = ("fused", "band", "dense", "blocked", "dense_or_blocked")
+
+
+def static_size(size):
+    """`size` if it is a Python int, else `None` (unknown or symbolic)."""
+    if isinstance(size, numbers.Integral):
+        return int(size)
+    return None
+
+
+def dense_hidden_fits(batch_size, length, units):
+    """Whether the whole additive hidden tensor fits the memory budget.
+
+    Works on Python ints and on scalar tensors alike (then it returns a
+    boolean tensor, for `ops.cond`).
+    """
+    return batch_size * length * length * units <= DENSE_HIDDEN_ELEMENTS
+
+
+def fused_min_length():
+    """The shortest `T` for which the fused op beats the dense path."""
+    return FUSED_MIN_LENGTH.get(keras.backend.backend(), 1024)
+
+
+def band_min_length(attention_type, attention_width):
+    """The shortest `T` for which the band beats the dense scores."""
+    factors = BAND_CROSSOVER.get(
+        keras.backend.backend(), BAND_CROSSOVER["tensorflow"]
+    )
+    if attention_type == "additive":
+        span = attention_width
+    else:
+        span = band_block(attention_width) + attention_width - 1
+    return max(attention_width + 1, int(factors[attention_type] * span))
+
+
+def choose_path(
+    attention_type,
+    attention_width,
+    needs_weights,
+    batch_size,
+    length,
+    units,
+    symbolic=False,
+):
+    """The path of one call.
+
+    Args:
+        attention_type: `"additive"` or `"multiplicative"`.
+        attention_width: the local window's width, or `None`.
+        needs_weights: whether the call needs the `(T, T)` weights (for
+            `return_attention`, the regularizer) or changes the scores
+            (`attention_activation`), which rules out `"fused"`.
+        batch_size: the batch size, or `None` if not known yet.
+        length: `T`, or `None` if not known yet.
+        units: the additive hidden size.
+        symbolic: whether unknown sizes are symbolic dimensions that cannot
+            be compared at run time either (JAX's shape polymorphism when
+            exporting).
+
+    Returns:
+        One of `PATHS`.
+    """
+    if attention_width is not None and attention_width <= MAX_BAND_WIDTH:
+        if length is None or length >= band_min_length(
+            attention_type, attention_width
+        ):
+            return "band"
+    if attention_type == "multiplicative":
+        if attention_width is None and not needs_weights:
+            if length is None or length >= fused_min_length():
+                return "fused"
+        return "dense"
+    # Additive attention over all keys, or a window too wide for the band.
+    if batch_size is not None and length is not None:
+        if dense_hidden_fits(batch_size, length, units):
+            return "dense"
+        return "blocked"
+    return "blocked" if symbolic else "dense_or_blocked"

@@ -130,28 +130,25 @@ def test_blocked_additive_path_matches_dense(
 
 
 def test_run_time_choice_runs_the_kernel_that_fits(rng, monkeypatch):
-    layer = forced(build(rng), "dense_or_blocked")
+    layer = build(rng)
     x, mask = make_inputs(rng, length=LENGTH, padded=True)
-    calls = []
-    for name in ("dense_additive_scores", "blocked_additive_scores"):
-        kernel = getattr(additive_scores, name)
-
-        def counted(*args, name=name, kernel=kernel):
-            calls.append(name)
-            return kernel(*args)
-
-        monkeypatch.setattr(additive_scores, name, counted)
-    # A Python predicate: `ops.cond` calls only the branch it picks.
+    mask = ops.convert_to_tensor(mask)
+    expected = ops.convert_to_numpy(forced(layer, "dense")(x, mask=mask))
+    # A loop that gives zero scores, so that its result shows. (`ops.cond`
+    # may trace both branches, so counting calls would not tell.)
+    dense_kernel = additive_scores.dense_additive_scores
     monkeypatch.setattr(
-        attention_plan, "dense_hidden_fits", lambda *sizes: True
+        additive_scores,
+        "blocked_additive_scores",
+        lambda *args: dense_kernel(*args) * 0.0,
     )
-    layer(x, mask=ops.convert_to_tensor(mask))
-    assert calls == ["dense_additive_scores"]
-    monkeypatch.setattr(
-        attention_plan, "dense_hidden_fits", lambda *sizes: False
-    )
-    layer(x, mask=ops.convert_to_tensor(mask))
-    assert calls == ["dense_additive_scores", "blocked_additive_scores"]
+    layer = forced(layer, "dense_or_blocked")
+    for fits in (True, False):
+        monkeypatch.setattr(
+            attention_plan, "dense_hidden_fits", lambda *_, fits=fits: fits
+        )
+        output = ops.convert_to_numpy(layer(x, mask=mask))
+        assert np.allclose(output, expected, atol=1e-6) == fits
 
 
 def test_path_choice():

@@ -1,8 +1,11 @@
 """Step time and peak memory of SeqSelfAttention against 0.51 and built-ins.
 
-Every measurement runs in a fresh process (peak RSS is per process): the
-median of a few `train_on_batch` steps and of a few `predict_on_batch` calls
-of one model, on random data. Two suites:
+Each measurement is the median of a few `train_on_batch` steps and of a few
+`predict_on_batch` calls of one model, on random data, in a fresh process.
+By default the implementations of one size share that process and take
+turns step by step, so that their ratios hold on a noisy machine; with
+`--separate` (the default for `--preset large`) each gets a process of its
+own, so that the peak RSS is its own. Two suites:
 
 - `layer`: `Input(T, dim) -> attention layer`, MSE loss, float input of
   shape `(batch, T, dim)`;
@@ -41,6 +44,7 @@ JSON and plots time and memory against T (log-log) to a PNG.
 """
 
 import argparse
+import importlib.util
 import json
 import os
 import resource
@@ -77,6 +81,36 @@ PRESETS = {
 # ------------------------------------------------------------------ worker
 
 
+def import_package(implementation):
+    """This checkout's `keras_self_attention`, or 0.51's under another name.
+
+    Never a copy installed elsewhere: ours from the checkout this script sits
+    in, 0.51 from the cache, imported as `keras_self_attention_051` so that
+    both can run side by side in one process.
+    """
+    if implementation == "0.51":
+        name = "keras_self_attention_051"
+        if name not in sys.modules:
+            where = os.path.join(OLD_PACKAGE, "keras_self_attention")
+            spec = importlib.util.spec_from_file_location(
+                name,
+                os.path.join(where, "__init__.py"),
+                submodule_search_locations=[where],
+            )
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            spec.loader.exec_module(module)
+        return sys.modules[name]
+    if ROOT not in sys.path:
+        sys.path.insert(0, ROOT)
+    import keras_self_attention
+
+    origin = os.path.dirname(os.path.abspath(keras_self_attention.__file__))
+    if os.path.dirname(origin) != ROOT:
+        raise RuntimeError(f"imported the wrong package: {origin}")
+    return keras_self_attention
+
+
 def build_layer(
     implementation, attention_type, width, history_only, dim, units, **extra
 ):
@@ -89,16 +123,8 @@ def build_layer(
         return keras.layers.MultiHeadAttention(
             num_heads=1, key_dim=dim, sliding_window=window
         )
-    # Never a copy installed elsewhere: 0.51 from the cache, ours from the
-    # checkout this script sits in.
-    package = OLD_PACKAGE if implementation == "0.51" else ROOT
-    sys.path.insert(0, package)
-    import keras_self_attention
-
-    origin = os.path.dirname(os.path.abspath(keras_self_attention.__file__))
-    if os.path.dirname(origin) != package:
-        raise RuntimeError(f"imported the wrong package: {origin}")
-    return keras_self_attention.SeqSelfAttention(
+    package = import_package(implementation)
+    return package.SeqSelfAttention(
         units=units,
         attention_type=attention_type,
         attention_width=width,
@@ -116,12 +142,11 @@ def applies(suite, implementation, config):
     return True
 
 
-def attention_output(spec, inputs):
+def attention_output(spec, implementation, inputs):
     """The attention part of a model: `inputs` in, its output out."""
     import keras
 
     attention_type, width, history_only = CONFIGS[spec["config"]]
-    implementation = spec["implementation"]
     dim = inputs.shape[-1]
     if implementation == "none":
         return inputs, None
@@ -147,8 +172,8 @@ def attention_output(spec, inputs):
     return layer(inputs), layer
 
 
-def build_model(spec):
-    """The model of `spec`'s suite, its inputs and targets."""
+def build_model(spec, implementation):
+    """The model of `spec`'s suite, its attention layer, loss and data."""
     import keras
     import numpy as np
 
@@ -156,7 +181,7 @@ def build_model(spec):
     rng = np.random.default_rng(0)
     if spec["suite"] == "layer":
         inputs = keras.Input(shape=(length, dim))
-        outputs, layer = attention_output(spec, inputs)
+        outputs, layer = attention_output(spec, implementation, inputs)
         model = keras.Model(inputs, outputs)
         loss = "mse"
         x = rng.standard_normal((batch, length, dim)).astype("float32")
@@ -167,7 +192,7 @@ def build_model(spec):
         hidden = keras.layers.Bidirectional(
             keras.layers.LSTM(dim // 2, return_sequences=True)
         )(hidden)
-        hidden, layer = attention_output(spec, hidden)
+        hidden, layer = attention_output(spec, implementation, hidden)
         outputs = keras.layers.Dense(5, activation="softmax")(hidden)
         model = keras.Model(inputs, outputs)
         loss = "sparse_categorical_crossentropy"
@@ -178,65 +203,98 @@ def build_model(spec):
     return model, layer, loss, x, y
 
 
-def median_time(step, warmup, repeats, budget):
-    times = []
+def measure(steps, warmup, repeats, budget):
+    """Median seconds of each step, the steps taking turns.
+
+    Taking turns spreads the machine's slow moments over all of them alike,
+    so that their ratios hold even when the absolute times drift.
+    """
+    times = [[] for _ in steps]
     deadline = time.perf_counter() + budget
+    results = [None] * len(steps)
     for index in range(warmup + repeats):
-        start = time.perf_counter()
-        result = step()
-        elapsed = time.perf_counter() - start
-        if index >= warmup:
-            times.append(elapsed)
-        if times and time.perf_counter() > deadline:
+        for number, step in enumerate(steps):
+            start = time.perf_counter()
+            results[number] = step()
+            elapsed = time.perf_counter() - start
+            if index >= warmup:
+                times[number].append(elapsed)
+        if times[0] and time.perf_counter() > deadline:
             break
-    return statistics.median(times), len(times), result
+    return [statistics.median(t) for t in times], len(times[0]), results
 
 
 def worker(spec):
-    """Measures one configuration in this process; prints a JSON line."""
+    """Measures one configuration in this process; prints JSON lines.
+
+    `spec["implementations"]` (or the one `spec["implementation"]`) are
+    measured side by side, taking turns step by step.
+    """
     import keras
     import numpy as np
 
-    model, layer, loss, x, y = build_model(spec)
+    implementations = spec.get("implementations") or [spec["implementation"]]
     jit_compile = {"auto": "auto", "true": True, "false": False}[spec["jit"]]
-    model.compile(optimizer="sgd", loss=loss, jit_compile=jit_compile)
-    train_s, steps, loss = median_time(
-        lambda: model.train_on_batch(x, y),
+    built = []
+    for implementation in implementations:
+        model, layer, loss, x, y = build_model(spec, implementation)
+        model.compile(optimizer="sgd", loss=loss, jit_compile=jit_compile)
+        built.append((model, layer, x, y))
+    train, steps, losses = measure(
+        [
+            lambda model=model, x=x, y=y: model.train_on_batch(x, y)
+            for model, _, x, y in built
+        ],
         spec["warmup"],
         spec["repeats"],
         spec["time_budget"],
     )
-    if not np.isfinite(loss):
-        raise RuntimeError(f"non-finite loss {loss}")
-    predict_s, _, _ = median_time(
-        lambda: model.predict_on_batch(x),
+    for loss in losses:
+        if not np.isfinite(loss):
+            raise RuntimeError(f"non-finite loss {loss}")
+    predict, _, _ = measure(
+        [
+            lambda model=model, x=x: model.predict_on_batch(x)
+            for model, _, x, _ in built
+        ],
         spec["warmup"],
         spec["repeats"],
         spec["time_budget"],
     )
-    path = None
-    if spec["implementation"] == "ours":
-        # The traced train and predict steps see the batch's own shape.
-        shape = (x.shape[0], *layer.input.shape[1:])
-        path = layer._attention_path(keras.KerasTensor(shape))
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(
-        "RESULT "
-        + json.dumps(
-            {
-                **spec,
-                "time_s": train_s,
-                "predict_s": predict_s,
-                "steps": steps,
-                "path": path,
-                "peak_rss_gb": peak_kb / 2**20,
-                "keras": keras.__version__,
-            }
+    for number, implementation in enumerate(implementations):
+        model, layer, x, _ = built[number]
+        path = None
+        if implementation == "ours":
+            # The traced train and predict steps see the batch's own shape.
+            dim = (
+                layer.Wa.shape[0]
+                if layer.attention_type == "multiplicative"
+                else layer.Wt.shape[0]
+            )
+            shape = (x.shape[0], spec["length"], dim)
+            path = layer._attention_path(keras.KerasTensor(shape))
+        result = {
+            key: value
+            for key, value in spec.items()
+            if key != "implementations"
+        }
+        print(
+            "RESULT "
+            + json.dumps(
+                {
+                    **result,
+                    "implementation": implementation,
+                    "time_s": train[number],
+                    "predict_s": predict[number],
+                    "steps": steps,
+                    "path": path,
+                    "peak_rss_gb": peak_kb / 2**20,
+                    "shared_process": len(implementations) > 1,
+                    "keras": keras.__version__,
+                }
+            )
         )
-    )
-
-
-# -------------------------------------------------------------- controller
 
 
 def install_old_package():
@@ -259,7 +317,20 @@ def install_old_package():
 
 
 def run_one(spec, backend, timeout):
+    """Runs `spec` in a fresh process; one result per implementation."""
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
+    implementations = spec.get("implementations") or [spec["implementation"]]
+
+    def failed(error):
+        return [
+            {
+                **{k: v for k, v in spec.items() if k != "implementations"},
+                "implementation": implementation,
+                "error": error,
+            }
+            for implementation in implementations
+        ]
+
     try:
         done = subprocess.run(
             [sys.executable, __file__, "--worker", json.dumps(spec)],
@@ -269,12 +340,16 @@ def run_one(spec, backend, timeout):
             timeout=timeout,
         )
     except subprocess.TimeoutExpired:
-        return {**spec, "error": f"timeout after {timeout} s"}
-    for line in done.stdout.splitlines():
-        if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT ") :])
+        return failed(f"timeout after {timeout} s")
+    results = [
+        json.loads(line[len("RESULT ") :])
+        for line in done.stdout.splitlines()
+        if line.startswith("RESULT ")
+    ]
+    if results:
+        return results
     tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["?"]
-    return {**spec, "error": f"exit {done.returncode}: {tail[0][:200]}"}
+    return failed(f"exit {done.returncode}: {tail[0][:200]}")
 
 
 def quadratic(implementation, config):
@@ -285,33 +360,63 @@ def quadratic(implementation, config):
     return implementation != "ours" or width is None
 
 
-def sweep(args):
+def base_spec(args, backend, config, length):
+    return {
+        "suite": args.suite,
+        "backend": backend,
+        "config": config,
+        "length": length,
+        "batch": args.batch,
+        "dim": args.dim,
+        "units": args.units,
+        "warmup": args.warmup,
+        "repeats": args.repeats,
+        "time_budget": args.time_budget,
+        "jit": args.jit_compile,
+    }
+
+
+def implementations_for(args, backend, config):
+    return [
+        implementation
+        for implementation in args.implementations
+        # 0.51 only runs on TensorFlow.
+        if (implementation != "0.51" or backend == "tensorflow")
+        and applies(args.suite, implementation, config)
+    ]
+
+
+def sweep_side_by_side(args):
+    """All implementations of a size in one process, taking turns."""
     results = []
     for backend in args.backends:
         for config in args.configs:
-            for implementation in args.implementations:
-                if implementation == "0.51" and backend != "tensorflow":
-                    continue  # 0.51 only runs on TensorFlow
-                if not applies(args.suite, implementation, config):
-                    continue
+            implementations = implementations_for(args, backend, config)
+            for length in args.lengths:
+                spec = base_spec(args, backend, config, length)
+                spec["implementations"] = implementations
+                for result in run_one(spec, backend, args.timeout):
+                    results.append(result)
+                    print(describe(result), flush=True)
+    return results
+
+
+def sweep_separately(args):
+    """Each implementation and size in its own process, for peak memory.
+
+    Skips what would not fit: a longer length where a shorter one failed, or
+    where the growth from the last length predicts too much memory or time.
+    """
+    results = []
+    for backend in args.backends:
+        for config in args.configs:
+            for implementation in implementations_for(args, backend, config):
                 if implementation == "none" and config != args.configs[0]:
                     continue  # one model without attention is enough
                 last = None
                 for length in args.lengths:
-                    spec = {
-                        "suite": args.suite,
-                        "backend": backend,
-                        "implementation": implementation,
-                        "config": config,
-                        "length": length,
-                        "batch": args.batch,
-                        "dim": args.dim,
-                        "units": args.units,
-                        "warmup": args.warmup,
-                        "repeats": args.repeats,
-                        "time_budget": args.time_budget,
-                        "jit": args.jit_compile,
-                    }
+                    spec = base_spec(args, backend, config, length)
+                    spec["implementation"] = implementation
                     if last is not None and "error" in last:
                         # Too big or broken at a shorter length: longer
                         # ones are no better.
@@ -333,11 +438,17 @@ def sweep(args):
                         elif seconds > args.step_limit_s:
                             spec["error"] = f"skipped: ~{seconds:.0f} s/step"
                     if "error" not in spec:
-                        spec = run_one(spec, backend, args.timeout)
+                        (spec,) = run_one(spec, backend, args.timeout)
                     results.append(spec)
                     last = spec
                     print(describe(spec), flush=True)
     return results
+
+
+def sweep(args):
+    if args.separate:
+        return sweep_separately(args)
+    return sweep_side_by_side(args)
 
 
 def seconds(value):
@@ -405,7 +516,9 @@ def table(results):
     for other in others:
         header += [f"{other} train / predict", f"{other}/ours train"]
         header.append(f"{other}/ours predict")
-    header += ["ours peak RSS"]
+    shared = any(r.get("shared_process") for r in results)
+    if not shared:
+        header += ["ours peak RSS"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     keys = sorted(
         {(r["backend"], r["config"], r["length"]) for r in results},
@@ -434,23 +547,31 @@ def table(results):
                 ratio(ours, found, "time_s", base),
                 ratio(ours, found, "predict_s", base),
             ]
-        row.append(f"{ours['peak_rss_gb']:.2f} GB")
+        if not shared:
+            row.append(f"{ours['peak_rss_gb']:.2f} GB")
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
 
 def plot(results, path):
+    """Train step time and peak RSS against T, log-log.
+
+    One column per measured size (suite, batch, dim), so that a small-T and
+    a large-T run replotted together stand side by side.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
-    series = {}
-    for r in results:
-        if "error" not in r:
-            key = (r["backend"], r["implementation"], r["config"])
-            series.setdefault(key, []).append(r)
+    results = [r for r in results if "error" not in r]
+    groups = sorted(
+        {(r.get("suite", "layer"), r["batch"], r["dim"]) for r in results},
+        key=lambda group: (group[0], -group[1]),
+    )
+    figure, axes = plt.subplots(
+        2, len(groups), figsize=(6.5 * len(groups), 9), squeeze=False
+    )
     styles = {
         "ours": "-",
         "0.51": "--",
@@ -458,48 +579,68 @@ def plot(results, path):
         "builtin": "-.",
         "none": ":",
     }
-    series = dict(
-        sorted(
+    backends = {r["backend"] for r in results}
+    for column, (suite, batch, dim) in enumerate(groups):
+        top, bottom = axes[0][column], axes[1][column]
+        series = {}
+        for r in results:
+            if (r.get("suite", "layer"), r["batch"], r["dim"]) == (
+                suite,
+                batch,
+                dim,
+            ):
+                key = (r["backend"], r["implementation"], r["config"])
+                series.setdefault(key, []).append(r)
+        for (backend, implementation, config), points in sorted(
             series.items(),
             key=lambda item: (
                 IMPLEMENTATIONS.index(item[0][1]),
                 list(CONFIGS).index(item[0][2]),
             ),
+        ):
+            points.sort(key=lambda r: r["length"])
+            lengths = [r["length"] for r in points]
+            label = f"{implementation} {config}"
+            if implementation == "none":
+                label = "no attention"
+            if len(backends) > 1:
+                label += f" ({backend})"
+            # Colour tells the configuration, line style the implementation.
+            look = dict(
+                linestyle=styles[implementation],
+                color="grey"
+                if implementation == "none"
+                else f"C{list(CONFIGS).index(config)}",
+                marker="o",
+                label=label,
+            )
+            top.plot(lengths, [r["time_s"] for r in points], **look)
+            bottom.plot(lengths, [r["peak_rss_gb"] for r in points], **look)
+        # Implementations that shared a process have no peak RSS of their own.
+        bottom.set_visible(
+            not any(
+                r.get("shared_process")
+                for group in series.values()
+                for r in group
+            )
         )
-    )
-    for (backend, implementation, config), points in series.items():
-        points.sort(key=lambda r: r["length"])
-        lengths = [r["length"] for r in points]
-        label = f"{implementation} {config}"
-        if len({r["backend"] for r in results}) > 1:
-            label += f" ({backend})"
-        # Colour tells the configuration, line style the implementation.
-        look = dict(
-            linestyle=styles[implementation],
-            color=f"C{list(CONFIGS).index(config)}",
-            marker="o",
-            label=label,
-        )
-        if implementation == "none":
-            look["color"] = "grey"
-            look["label"] = "no attention"
-        left.plot(lengths, [r["time_s"] for r in points], **look)
-        right.plot(lengths, [r["peak_rss_gb"] for r in points], **look)
-    for axis, name in ((left, "train step time (s)"), (right, "peak RSS (GB)")):
-        axis.set_xscale("log", base=2)
-        axis.set_yscale("log")
-        axis.set_xlabel("sequence length T")
-        axis.set_ylabel(name)
-        axis.grid(True, which="both", alpha=0.3)
-    left.legend(fontsize=7)
+        for axis, name in (
+            (top, "train step time (s)"),
+            (bottom, "peak RSS (GB)"),
+        ):
+            axis.set_xscale("log", base=2)
+            axis.set_yscale("log")
+            axis.set_xlabel("sequence length T")
+            axis.set_ylabel(name)
+            axis.grid(True, which="both", alpha=0.3)
+        top.set_title(f"{suite} suite, batch {batch}, dim {dim}")
+        top.legend(fontsize=7)
     first = results[0]
     figure.suptitle(
-        f"{first.get('suite', 'layer')} suite: one train step, batch "
-        f"{first['batch']}, dim {first['dim']}, units {first['units']}, "
-        f"jit_compile={first['jit']}"
+        f"one train step, units {first['units']}, jit_compile={first['jit']}"
     )
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=100)
 
 
 def parse_args(argv=None):
@@ -533,6 +674,13 @@ def parse_args(argv=None):
     parser.add_argument("--batch", type=int)
     parser.add_argument("--dim", type=int)
     parser.add_argument("--units", type=int, default=32)
+    parser.add_argument(
+        "--separate",
+        action=argparse.BooleanOptionalAction,
+        help="one process per implementation and length, for peak memory "
+        "(default with --preset large); otherwise the implementations of a "
+        "length take turns in one process, for time ratios",
+    )
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument(
@@ -561,6 +709,8 @@ def parse_args(argv=None):
     args.lengths = args.lengths or lengths
     args.batch = args.batch or batch
     args.dim = args.dim or dim
+    if args.separate is None:
+        args.separate = args.preset == "large"
     if args.smoke:
         args.implementations = [i for i in args.implementations if i != "0.51"]
         args.configs = ["additive width 15", "multiplicative global"]
@@ -580,7 +730,13 @@ def main(argv=None):
         for path in args.replot:
             with open(path) as f:
                 results.extend(json.load(f))
-        print(table(results))
+        groups = {}
+        for r in results:
+            group = (r.get("suite", "layer"), r["batch"], r["dim"])
+            groups.setdefault(group, []).append(r)
+        for (suite, batch, dim), members in groups.items():
+            print(f"\n{suite} suite, batch {batch}, dim {dim}\n")
+            print(table(members))
         plot(results, os.path.join(args.output, "benchmark.png"))
         return 0
     if "0.51" in args.implementations:

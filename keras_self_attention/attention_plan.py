@@ -20,12 +20,13 @@ The cost model, measured on TensorFlow, JAX and PyTorch on a 2-core CPU
 (`benchmarks/benchmark.py` prints the path each configuration took):
 
 - Additive attention's time is passes over its hidden tensor of
-  `batch * T * S * units` elements. The dense kernel makes the fewest, in
-  large kernels, so it is the fastest while the tensor fits in memory; the
-  blocked loop adds a fixed cost (milliseconds on TensorFlow, where a
-  call at `T = 10` takes 2 ms) and about a third more passes, for a
-  memory bound. The limit, `DENSE_HIDDEN_ELEMENTS`, is a memory budget:
-  the dense kernel keeps about three tensors of that size alive.
+  `batch * T * S * units` elements. The dense kernel makes them in a few
+  large kernels, so it is the fastest while the tensor fits in memory (at
+  `T = 10` a whole training step takes 2 ms on TensorFlow); the blocked
+  loop adds a fixed cost of several milliseconds and recomputes the `tanh`
+  in the gradient, for a memory bound. The limits are memory budgets: a
+  training step keeps about three tensors the size of the hidden one alive
+  (`DENSE_HIDDEN_ELEMENTS`), inference one (`DENSE_INFERENCE_ELEMENTS`).
 - Multiplicative scores are one matrix product. On a CPU the fused op
   materializes the `(batch, T, T)` scores as the dense path does, and is
   slower at short lengths (TensorFlow, batch 32, dim 128: 4.3 ms dense
@@ -51,8 +52,10 @@ import keras
 from keras_self_attention.attention_ops import band_block
 
 # Largest hidden tensor (batch * T * S * units elements) built whole: about
-# a gigabyte at peak in float32.
+# a gigabyte at peak in float32, in training (the gradient keeps it and
+# makes two more of its size) and in inference (it alone).
 DENSE_HIDDEN_ELEMENTS = 2**26
+DENSE_INFERENCE_ELEMENTS = 2**28
 
 # The band path is taken once `T` is this many windows long (additive) or
 # this many key blocks of `band_block(w) + w - 1` long (multiplicative).
@@ -81,13 +84,15 @@ def static_size(size):
     return None
 
 
-def dense_hidden_fits(batch_size, length, units):
+def dense_hidden_fits(batch_size, length, units, training=True):
     """Whether the whole additive hidden tensor fits the memory budget.
 
     Works on Python ints and on scalar tensors alike (then it returns a
-    boolean tensor, for `ops.cond`).
+    boolean tensor, for `ops.cond`). `training=False` means no gradient
+    will be taken, so nothing is kept for one.
     """
-    return batch_size * length * length * units <= DENSE_HIDDEN_ELEMENTS
+    budget = DENSE_HIDDEN_ELEMENTS if training else DENSE_INFERENCE_ELEMENTS
+    return batch_size * length * length * units <= budget
 
 
 def fused_min_length():
@@ -115,6 +120,7 @@ def choose_path(
     length,
     units,
     symbolic=False,
+    training=True,
 ):
     """The path of one call.
 
@@ -130,6 +136,8 @@ def choose_path(
         symbolic: whether unknown sizes are symbolic dimensions that cannot
             be compared at run time either (JAX's shape polymorphism when
             exporting).
+        training: whether a gradient may be taken (Keras's `training`
+            argument; `None`, a direct call, counts as `True`).
 
     Returns:
         One of `PATHS`.
@@ -146,7 +154,7 @@ def choose_path(
         return "dense"
     # Additive attention over all keys, or a window too wide for the band.
     if batch_size is not None and length is not None:
-        if dense_hidden_fits(batch_size, length, units):
+        if dense_hidden_fits(batch_size, length, units, training):
             return "dense"
         return "blocked"
     return "blocked" if symbolic else "dense_or_blocked"

@@ -69,6 +69,9 @@ class SeqSelfAttention(keras.layers.Layer):
         mask: optional boolean tensor of shape `(batch_size, T)`, `False`
             for padding. Keras passes it on from `Embedding(mask_zero=True)`
             or `Masking`.
+        training: Keras's training flag. It changes no result: `False`
+            (as in `predict`) only tells that no gradient will be taken, so
+            longer sequences can be computed without a loop.
 
     Returns:
         A tensor of shape `(batch_size, T, dim)`; with `return_attention`,
@@ -214,7 +217,7 @@ class SeqSelfAttention(keras.layers.Layer):
         if self.use_attention_bias:
             self.ba = self._bias("ba", (1,))
 
-    def _attention_path(self, inputs):
+    def _attention_path(self, inputs, training=None):
         """How to compute this call: one of `attention_plan.PATHS`."""
         batch_size, length = inputs.shape[0], inputs.shape[1]
         return attention_plan.choose_path(
@@ -234,6 +237,7 @@ class SeqSelfAttention(keras.layers.Layer):
                 size is not None and attention_plan.static_size(size) is None
                 for size in (batch_size, length)
             ),
+            training=training is not False,
         )
 
     def _queries_and_keys(self, inputs):
@@ -250,7 +254,7 @@ class SeqSelfAttention(keras.layers.Layer):
             scores = self.attention_activation(scores)
         return scores
 
-    def _additive_scores(self, inputs, path):
+    def _additive_scores(self, inputs, path, training):
         """`(batch_size, T, T)` additive scores on the dense kernel or loop."""
         queries, keys = self._queries_and_keys(inputs)
         kernel = ops.squeeze(self.Wa, -1)
@@ -269,15 +273,17 @@ class SeqSelfAttention(keras.layers.Layer):
             return blocked()
         batch_size, length = ops.shape(inputs)[:2]
         return ops.cond(
-            attention_plan.dense_hidden_fits(batch_size, length, self.units),
+            attention_plan.dense_hidden_fits(
+                batch_size, length, self.units, training is not False
+            ),
             dense,
             blocked,
         )
 
-    def _dense_attention(self, inputs, mask, path):
+    def _dense_attention(self, inputs, mask, path, training):
         """Outputs and `(batch_size, T, T)` weights."""
         if self.attention_type == self.ATTENTION_TYPE_ADD:
-            scores = self._additive_scores(inputs, path)
+            scores = self._additive_scores(inputs, path, training)
         else:
             # A product of two inputs overflows float16 easily, so the
             # scores are computed in the softmax's dtype.
@@ -358,15 +364,17 @@ class SeqSelfAttention(keras.layers.Layer):
             outputs = outputs + 0.0 * ops.cast(self.ba, outputs.dtype)
         return ops.cast(outputs, inputs.dtype)
 
-    def call(self, inputs, mask=None):
-        path = self._attention_path(inputs)
+    def call(self, inputs, mask=None, training=None):
+        path = self._attention_path(inputs, training)
         if path == "fused":
             return self._fused_outputs(inputs, mask)
         band = path == "band"
         if band:
             outputs, weights = self._band_attention(inputs, mask)
         else:
-            outputs, weights = self._dense_attention(inputs, mask, path)
+            outputs, weights = self._dense_attention(
+                inputs, mask, path, training
+            )
         if self.attention_regularizer_weight > 0:
             if band:
                 regularization = attention_ops.band_attention_regularization(

@@ -38,12 +38,12 @@ def forced(layer, path):
     copy = SeqSelfAttention.from_config(layer.get_config())
     copy.build((None, None, 4))
     copy.set_weights(layer.get_weights())
-    copy._attention_path = lambda inputs: path
+    copy._attention_path = lambda inputs, training=None: path
     return copy
 
 
-def path_of(layer, shape):
-    return layer._attention_path(keras.KerasTensor(shape))
+def path_of(layer, shape, training=None):
+    return layer._attention_path(keras.KerasTensor(shape), training)
 
 
 def compare_with_dense(layer, x, mask, rng, path=None):
@@ -158,6 +158,11 @@ def test_path_choice():
     assert path_of(add(), small) == "dense"
     assert path_of(add(), large) == "blocked"
     assert path_of(add(units=1), large) == "dense"
+    # Without a gradient to keep for, longer sequences fit the dense kernel.
+    medium = (32, 500, 128)
+    assert path_of(add(), medium) == "blocked"
+    assert path_of(add(), medium, training=True) == "blocked"
+    assert path_of(add(), medium, training=False) == "dense"
     # Sizes unknown when traced: decided when the call runs.
     assert path_of(add(), (None, 50, 128)) == "dense_or_blocked"
     assert path_of(add(), (32, None, 128)) == "dense_or_blocked"
@@ -241,7 +246,7 @@ def test_fused_path_trains_without_missing_gradients(rng):
     # `ba` cancels in the softmax, but it must stay in the graph: Keras warns
     # (an error under this suite's settings) about weights with no gradient.
     layer = SeqSelfAttention(attention_type="multiplicative")
-    layer._attention_path = lambda inputs: "fused"
+    layer._attention_path = lambda inputs, training=None: "fused"
     model = keras.Sequential(
         [
             keras.Input((None, 4)),

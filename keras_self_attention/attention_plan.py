@@ -36,9 +36,10 @@ The cost model, measured on TensorFlow, JAX and PyTorch on a 2-core CPU
   separate slot operations (additive) or in blocks of `block + w - 1` keys
   for at least `BAND_BLOCK` queries (multiplicative), so it wins only once
   `T` is a few windows (additive) or a few key blocks (multiplicative) long:
-  `BAND_CROSSOVER` holds those factors per backend, measured with width 15,
-  batch 32, dim 128 (e.g. TensorFlow, additive: dense 12.6 ms against band
-  13.9 ms at `T = 60`, 24.8 against 20.2 at `T = 100`). A width above
+  `BAND_CROSSOVER` holds those factors per backend, measured side by side
+  with width 15, batch 32, dim 128 (e.g. a TensorFlow training step,
+  additive: dense 18.4 ms against band 24.1 ms at `T = 75`, 26.8 against
+  25.5 at `T = 100`, 80 against 38 at `T = 200`). A width above
   `MAX_BAND_WIDTH` is never unrolled.
 
 Every function here works on Python ints; `None` stands for a size not known
@@ -60,9 +61,9 @@ DENSE_INFERENCE_ELEMENTS = 2**28
 # The band path is taken once `T` is this many windows long (additive) or
 # this many key blocks of `band_block(w) + w - 1` long (multiplicative).
 BAND_CROSSOVER = {
-    "tensorflow": {"additive": 5.0, "multiplicative": 2.5},
-    "jax": {"additive": 2.0, "multiplicative": 1.2},
-    "torch": {"additive": 3.0, "multiplicative": 1.5},
+    "tensorflow": {"additive": 6.5, "multiplicative": 3.2},
+    "jax": {"additive": 3.5, "multiplicative": 2.0},
+    "torch": {"additive": 2.5, "multiplicative": 1.9},
 }
 
 # Global multiplicative attention without weights takes the fused op from

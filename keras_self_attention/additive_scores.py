@@ -82,7 +82,7 @@ def _scores_from_hidden(hidden, kernel):
     return ops.reshape(flat, shape[:-1])
 
 
-def dense_additive_scores(queries, keys, kernel):
+def dense_additive_scores(queries, keys, kernel, reduction="matmul"):
     """Global additive scores from the whole hidden tensor at once.
 
     Automatic differentiation of this formula is as fast as any gradient
@@ -94,13 +94,17 @@ def dense_additive_scores(queries, keys, kernel):
             already added.
         keys: tensor of shape `(batch_size, S, units)`.
         kernel: tensor of shape `(units,)`.
+        reduction: `"matmul"` sums over units with a matrix product,
+            `"sum"` with an elementwise product and a sum, which XLA fuses
+            into the `tanh` (see `attention_plan.hidden_reduction`).
 
     Returns:
         Scores of shape `(batch_size, T, S)`.
     """
-    return _scores_from_hidden(
-        _hidden(queries, keys), ops.expand_dims(kernel, -1)
-    )
+    hidden = _hidden(queries, keys)
+    if reduction == "sum":
+        return ops.sum(hidden * kernel, axis=-1)
+    return _scores_from_hidden(hidden, ops.expand_dims(kernel, -1))
 
 
 def rows_per_block(units, size):

@@ -258,9 +258,15 @@ class SeqSelfAttention(keras.layers.Layer):
         """`(batch_size, T, T)` additive scores on the dense kernel or loop."""
         queries, keys = self._queries_and_keys(inputs)
         kernel = ops.squeeze(self.Wa, -1)
+        training = training is not False
 
         def dense():
-            return additive_scores.dense_additive_scores(queries, keys, kernel)
+            return additive_scores.dense_additive_scores(
+                queries,
+                keys,
+                kernel,
+                attention_plan.hidden_reduction(training),
+            )
 
         def blocked():
             return additive_scores.blocked_additive_scores(
@@ -274,7 +280,7 @@ class SeqSelfAttention(keras.layers.Layer):
         batch_size, length = ops.shape(inputs)[:2]
         return ops.cond(
             attention_plan.dense_hidden_fits(
-                batch_size, length, self.units, training is not False
+                batch_size, length, self.units, training
             ),
             dense,
             blocked,

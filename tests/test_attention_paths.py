@@ -274,3 +274,38 @@ def test_fit_with_unknown_sizes_in_the_traced_graph(rng, attention_width):
         assert np.isfinite(loss)
     expected = "dense_or_blocked" if attention_width is None else "band"
     assert path_of(layer, (None, None, 4)) == expected
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("width", [None, 3])
+def test_training_flag_changes_no_result(rng, training, width):
+    # `training=False` may take another kernel (a larger budget, JAX's fused
+    # sum); the numbers stay the numpy reference's.
+    layer = build(rng, attention_width=width)
+    x, mask = make_inputs(rng, length=LENGTH, padded=True)
+    outputs, _, _ = reference(layer, x, mask)
+    actual = layer(x, mask=ops.convert_to_tensor(mask), training=training)
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(actual), outputs, rtol=1e-5, atol=1e-5
+    )
+
+
+def test_dense_kernel_reductions_agree(rng):
+    queries, keys = (
+        ops.convert_to_tensor(rng.standard_normal((2, n, 5)), "float32")
+        for n in (4, 6)
+    )
+    kernel = ops.convert_to_tensor(rng.standard_normal(5), "float32")
+    by_product = additive_scores.dense_additive_scores(
+        queries, keys, kernel, "matmul"
+    )
+    by_sum = additive_scores.dense_additive_scores(queries, keys, kernel, "sum")
+    expected = np.tanh(
+        ops.convert_to_numpy(queries)[:, :, None]
+        + ops.convert_to_numpy(keys)[:, None]
+    ) @ ops.convert_to_numpy(kernel)
+    for scores in (by_product, by_sum):
+        assert scores.shape == (2, 4, 6)
+        np.testing.assert_allclose(
+            ops.convert_to_numpy(scores), expected, rtol=1e-5, atol=1e-6
+        )

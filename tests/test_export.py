@@ -52,7 +52,7 @@ def attention_model(rng):
     attended = keras.layers.Concatenate()(
         [
             attended,
-            # Local windows: the band path.
+            # T is unknown when traced. Local windows: the band path.
             SeqSelfAttention(
                 attention_width=3, attention_regularizer_weight=0.1
             )(x),
@@ -65,7 +65,8 @@ def attention_model(rng):
             SeqSelfAttention(
                 attention_type="multiplicative", history_only=True
             )(x),
-            # Global additive: the dense path, its scores built in blocks.
+            # Global additive: the dense kernel or the row-block loop,
+            # chosen when the call runs (the loop for a symbolic JAX T).
             SeqSelfAttention(attention_activation="sigmoid")(x),
             ScaledDotProductAttention(history_only=True)(x),
         ]

@@ -159,7 +159,7 @@ def test_path_choice():
     assert path_of(add(), large) == "blocked"
     assert path_of(add(units=1), large) == "dense"
     # Without a gradient to keep for, longer sequences fit the dense kernel.
-    medium = (32, 500, 128)
+    medium = (32, 600, 128)
     assert path_of(add(), medium) == "blocked"
     assert path_of(add(), medium, training=True) == "blocked"
     assert path_of(add(), medium, training=False) == "dense"
@@ -189,7 +189,7 @@ def test_path_choice():
         assert path_of(layer, (32, shortest - 1, 128)) != "band"
         assert path_of(layer, (None, None, 128)) == "band"
         assert path_of(layer, (8, 65536, 64)) == "band"
-    assert path_of(add(attention_width=1000), (2, 1500, 4)) == "blocked"
+    assert path_of(add(attention_width=1000), (8, 2048, 4)) == "blocked"
     # A width as big as 0.51's stand-in for "no width" is never unrolled.
     huge = add(attention_width=10**9, history_only=True)
     assert path_of(huge, (None, None, 4)) == "dense_or_blocked"

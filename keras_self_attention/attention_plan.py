@@ -26,7 +26,8 @@ The cost model, measured on TensorFlow, JAX and PyTorch on a 2-core CPU
   loop adds a fixed cost of several milliseconds and recomputes the `tanh`
   in the gradient, for a memory bound. The limits are memory budgets: a
   training step keeps about three tensors the size of the hidden one alive
-  (`DENSE_HIDDEN_ELEMENTS`), inference one (`DENSE_INFERENCE_ELEMENTS`).
+  (`DENSE_HIDDEN_ELEMENTS`, per backend), inference one
+  (`DENSE_INFERENCE_ELEMENTS`).
 - The dense kernel sums `h . w` over units as one matrix product, except in
   JAX inference: XLA fuses an elementwise product and sum into the `tanh`
   there, so `h` is never written (batch 32, `T = 200`: 31 ms against 60 ms);
@@ -57,15 +58,17 @@ import keras
 
 from keras_self_attention.attention_ops import band_block
 
-# Largest hidden tensor (batch * T * S * units elements) built whole. In
-# training the gradient keeps it and makes two more of its size: 2**28
-# float32 elements peak at about 3 GB (batch 32, T = 500: 2.9 GB of RSS
-# with TensorFlow's own 0.8 GB, 0.51 needs 4.0 GB there), and the loop
-# costs 1.6x the time (607 ms against 375 ms). With small batches the
-# loop's blocks fit the cache better and it catches up: batch 8, T = 724,
-# dense 220 ms against loop 237 ms; T = 1024, 574 against 502 (0.51: 675).
+# Largest hidden tensor (batch * T * S * units elements) built whole in
+# training, where the gradient keeps it and makes two more of its size. On
+# TensorFlow 2**28 float32 elements peak at about 3 GB (batch 32, T = 500:
+# 2.9 GB of RSS with TensorFlow's own 0.8 GB, 0.51 needs 4.0 GB there), and
+# the loop costs 1.6x the time there (607 ms against 375 ms); with small
+# batches the loop's blocks fit the cache better and it catches up (batch 8,
+# T = 724: dense 220 ms against loop 237 ms; T = 1024: 574 against 502,
+# 0.51: 675). On JAX and PyTorch the loop already wins at batch 32,
+# T = 500 (JAX 0.79 s against 1.01 s dense, PyTorch 1.59 s against 2.29 s).
+DENSE_HIDDEN_ELEMENTS = {"tensorflow": 2**28, "jax": 2**26, "torch": 2**26}
 # Inference keeps only the tensor itself.
-DENSE_HIDDEN_ELEMENTS = 2**28
 DENSE_INFERENCE_ELEMENTS = 2**29
 
 # The band path is taken once `T` is this many windows long (additive) or
@@ -102,7 +105,9 @@ def dense_hidden_fits(batch_size, length, units, training=True):
     boolean tensor, for `ops.cond`). `training=False` means no gradient
     will be taken, so nothing is kept for one.
     """
-    budget = DENSE_HIDDEN_ELEMENTS if training else DENSE_INFERENCE_ELEMENTS
+    budget = DENSE_INFERENCE_ELEMENTS
+    if training:
+        budget = DENSE_HIDDEN_ELEMENTS.get(keras.backend.backend(), 2**26)
     return batch_size * length * length * units <= budget
 
 

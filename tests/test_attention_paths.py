@@ -125,7 +125,7 @@ def test_blocked_additive_path_matches_dense(
     monkeypatch.setattr(
         additive_scores, "ADDITIVE_BLOCK_ELEMENTS", block_elements
     )
-    monkeypatch.setattr(attention_plan, "DENSE_HIDDEN_ELEMENTS", 0)
+    monkeypatch.setattr(attention_plan, "dense_hidden_fits", lambda *_: False)
     compare_with_dense(layer, x, mask, rng, path=path)
 
 

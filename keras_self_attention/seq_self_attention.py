@@ -217,8 +217,11 @@ class SeqSelfAttention(keras.layers.Layer):
         if self.use_attention_bias:
             self.ba = self._bias("ba", (1,))
 
-    def _attention_path(self, inputs, training=None):
-        """How to compute this call: one of `attention_plan.PATHS`."""
+    def _attention_path(self, inputs, training=True):
+        """How to compute this call: one of `attention_plan.PATHS`.
+
+        `training` is whether a gradient may be taken.
+        """
         batch_size, length = inputs.shape[0], inputs.shape[1]
         return attention_plan.choose_path(
             self.attention_type,
@@ -237,7 +240,7 @@ class SeqSelfAttention(keras.layers.Layer):
                 size is not None and attention_plan.static_size(size) is None
                 for size in (batch_size, length)
             ),
-            training=training is not False,
+            training=training,
         )
 
     def _queries_and_keys(self, inputs):
@@ -258,7 +261,6 @@ class SeqSelfAttention(keras.layers.Layer):
         """`(batch_size, T, T)` additive scores on the dense kernel or loop."""
         queries, keys = self._queries_and_keys(inputs)
         kernel = ops.squeeze(self.Wa, -1)
-        training = training is not False
 
         def dense():
             return additive_scores.dense_additive_scores(
@@ -371,6 +373,9 @@ class SeqSelfAttention(keras.layers.Layer):
         return ops.cast(outputs, inputs.dtype)
 
     def call(self, inputs, mask=None, training=None):
+        # Only `False` (as in `predict`) rules out a gradient; `None`, a
+        # direct call, may be under a gradient tape.
+        training = training is not False
         path = self._attention_path(inputs, training)
         if path == "fused":
             return self._fused_outputs(inputs, mask)

@@ -42,7 +42,7 @@ def forced(layer, path):
     return copy
 
 
-def path_of(layer, shape, training=None):
+def path_of(layer, shape, training=True):
     return layer._attention_path(keras.KerasTensor(shape), training)
 
 

@@ -115,7 +115,7 @@ def rows_per_block(units, size):
     """
     if not isinstance(size, int):
         size = 2048
-    return max(1, ADDITIVE_BLOCK_ELEMENTS // (units * size))
+    return max(1, ADDITIVE_BLOCK_ELEMENTS // (units * max(1, size)))
 
 
 @ops.custom_gradient

@@ -6,6 +6,23 @@ Each raises `ValueError` naming the argument and the value received.
 import numbers
 
 
+class ChoiceError(ValueError, NotImplementedError):
+    """An argument outside its choices.
+
+    A `ValueError`, and also the `NotImplementedError` that
+    keras-self-attention 0.51 raised for an unknown `attention_type`, so
+    code that catches either keeps working.
+    """
+
+
+def check_choice(name, value, choices):
+    if value not in choices:
+        options = " or ".join(repr(choice) for choice in choices)
+        raise ChoiceError(
+            f"`{name}` must be {options}. Received: {name}={value!r}"
+        )
+
+
 def check_positive_int(name, value, allow_none=False):
     if value is None and allow_none:
         return

@@ -9,6 +9,8 @@ uses only `keras.ops`, so it runs unchanged on TensorFlow, JAX and PyTorch
 and can be tested on its own.
 """
 
+import numbers
+
 import keras
 from keras import ops
 
@@ -18,6 +20,22 @@ FILLER = -1e30
 # Local attention's outputs (and multiplicative scores) are small dense
 # matrix products over blocks of this many queries.
 BAND_BLOCK = 64
+
+
+def static_size(size):
+    """`size` if it is a Python int, else `None` (unknown or symbolic).
+
+    Symbolic sizes (JAX's shape polymorphism when exporting) cannot be
+    compared with a number, so they count as unknown too.
+    """
+    if isinstance(size, numbers.Integral):
+        return int(size)
+    return None
+
+
+def static_shape(tensor):
+    """`tensor`'s shape, each size through `static_size`."""
+    return tuple(static_size(size) for size in tensor.shape)
 
 
 def window_start(query_positions, attention_width, history_only):
@@ -312,6 +330,9 @@ def masked_softmax(logits, allowed=None, axis=-1):
         A tensor shaped and typed like `logits`.
     """
     dtype = logits.dtype
+    if 0 in static_shape(logits):
+        # Nothing to normalise (and no maximum to take).
+        return ops.zeros_like(logits)
     logits = ops.cast(logits, softmax_dtype(dtype))
     if allowed is None:
         return ops.cast(ops.softmax(logits, axis=axis), dtype)
@@ -334,37 +355,62 @@ def masked_softmax(logits, allowed=None, axis=-1):
     return ops.cast(exps / total, dtype)
 
 
-def attention_regularization(weights):
+def _real_steps(weights, mask):
+    """`weights` with padded query rows zeroed, and the real steps as floats.
+
+    Padded key columns are zero already (no query attends to padding), so
+    this leaves the padded steps out of `A`. Returns `(weights, real)`,
+    `real` of shape `(batch_size, T)` (`None` without a mask).
+    """
+    weights = ops.cast(weights, "float32")
+    if mask is None:
+        return weights, None
+    real = ops.broadcast_to(ops.cast(mask, "float32"), ops.shape(weights)[:2])
+    return weights * ops.expand_dims(real, -1), real
+
+
+def attention_regularization(weights, mask=None):
     """The attention regularizer `sum_b ||A_b A_b^T - I||^2 / batch_size`.
+
+    Only real steps count: with a mask, the rows and columns of padded steps
+    are left out of `A` and `I`, so the term does not depend on how much
+    padding a sequence has.
 
     Args:
         weights: attention weights of shape `(batch_size, T, T)`.
+        mask: optional `(batch_size, T)` mask, `False` for padding.
 
     Returns:
         A float32 scalar.
     """
-    weights = ops.cast(weights, "float32")
+    weights, real = _real_steps(weights, mask)
     gram = ops.matmul(weights, ops.transpose(weights, (0, 2, 1)))
     identity = ops.eye(ops.shape(weights)[-1], dtype="float32")
+    if real is not None:
+        identity = identity * ops.expand_dims(real, -1)
     batch_size = ops.cast(ops.shape(weights)[0], "float32")
     return ops.sum(ops.square(gram - identity)) / batch_size
 
 
-def band_attention_regularization(band, attention_width, history_only):
+def band_attention_regularization(
+    band, attention_width, history_only, mask=None
+):
     """`attention_regularization` of band weights, without a `T x T` tensor.
 
     `A A^T` is zero more than `w - 1` steps off its diagonal, so only the
     diagonals `d = 0 .. w - 1` are computed:
-    `(A A^T)[t, t + d] = sum_j band[t, j] * band[t + d, j - d]`.
+    `(A A^T)[t, t + d] = sum_j band[t, j] * band[t + d, j - d]`, and
+    `||G - I||^2 = sum G^2 - 2 trace(G) + (the number of real steps)`.
 
     Args:
         band: band weights of shape `(batch_size, T, w)`.
+        mask: optional `(batch_size, T)` mask, `False` for padding.
 
     Returns:
         A float32 scalar equal to `attention_regularization` of the dense
         weights.
     """
-    band = ops.cast(band, "float32")
+    band, real = _real_steps(band, mask)
     length = ops.shape(band)[1]
     squares = ops.zeros((), "float32")
     trace = ops.sum(ops.square(band))
@@ -376,4 +422,8 @@ def band_attention_regularization(band, attention_width, history_only):
         # Off-diagonal entries appear twice in the symmetric A A^T.
         squares += (1.0 if offset == 0 else 2.0) * ops.sum(ops.square(diagonal))
     batch_size = ops.cast(ops.shape(band)[0], "float32")
-    return (squares - 2.0 * trace) / batch_size + ops.cast(length, "float32")
+    if real is None:
+        steps = batch_size * ops.cast(length, "float32")
+    else:
+        steps = ops.sum(real)
+    return (squares - 2.0 * trace + steps) / batch_size

@@ -52,8 +52,6 @@ Every function here works on Python ints; `None` stands for a size not known
 when the graph is traced.
 """
 
-import numbers
-
 import keras
 
 from keras_self_attention.attention_ops import band_block
@@ -89,13 +87,6 @@ FUSED_MIN_LENGTH = {"tensorflow": 1024, "jax": 384, "torch": 1024}
 MAX_BAND_WIDTH = 1024
 
 PATHS = ("fused", "band", "dense", "blocked", "dense_or_blocked")
-
-
-def static_size(size):
-    """`size` if it is a Python int, else `None` (unknown or symbolic)."""
-    if isinstance(size, numbers.Integral):
-        return int(size)
-    return None
 
 
 def dense_hidden_fits(batch_size, length, units, training=True):

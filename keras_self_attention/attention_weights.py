@@ -3,6 +3,8 @@
 import keras
 import numpy as np
 
+from keras_self_attention.arguments import check_positive_int
+
 
 def _attention_layers(model):
     return [
@@ -82,6 +84,7 @@ def get_attention_weights(model, inputs, layer=None, batch_size=32):
     >>> weights = get_attention_weights(model, tokens)
     >>> plot_attention(weights[0])
     """
+    check_positive_int("batch_size", batch_size)
     layer = _find_layer(model, layer)
     if "return_attention" not in layer.get_config():
         raise ValueError(

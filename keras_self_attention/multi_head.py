@@ -6,6 +6,7 @@ import numbers
 import keras
 from keras import ops
 
+from keras_self_attention import call_inputs
 from keras_self_attention.arguments import check_bool, check_positive_int
 
 
@@ -216,6 +217,10 @@ class MultiHead(keras.layers.Layer):
                 self.b = self.add_weight(
                     name="b", shape=(width,), initializer="zeros"
                 )
+        # The heads are called with `call`, which skips their input specs.
+        self.input_spec = keras.layers.InputSpec(
+            ndim=len(input_shape), axes={-1: input_shape[-1]}
+        )
         head_shape = self._head_input_shape(input_shape)
         for head in self.layers:
             if not head.built:
@@ -262,6 +267,17 @@ class MultiHead(keras.layers.Layer):
         return total
 
     def call(self, inputs, mask=None, training=None):
+        inputs = call_inputs.float_inputs(inputs, self.compute_dtype)
+        if (
+            mask is not None
+            and len(inputs.shape) == 3
+            and all(_accepts(head, "mask") for head in self.layers)
+        ):
+            # Heads that take the mask never read padded steps; zeros there
+            # keep NaN or inf out of the projection's gradient too. (A head
+            # that ignores masks, such as Conv1D, reads them as they are.)
+            call_inputs.check_mask("MultiHead", mask, inputs)
+            inputs = call_inputs.zero_padding(inputs, mask)
         outputs = []
         for head, head_inputs in zip(
             self.layers, self._head_inputs(inputs), strict=True

@@ -41,7 +41,7 @@ class ResidualScaledDotProductAttention(ScaledDotProductAttention):
             `x` or of `key`) removes padded keys.
 
     Returns:
-        A list `[outputs, scores]`, with `outputs` of shape
+        A tuple `(outputs, scores)`, with `outputs` of shape
         `(batch_size, Tq, dv)` and the new scores `S` of shape
         `(batch_size, Tq, Tk)`; with `return_attention`, the weights of shape
         `(batch_size, Tq, Tk)` come third. The output mask is the query
@@ -72,27 +72,28 @@ class ResidualScaledDotProductAttention(ScaledDotProductAttention):
         return list(items)
 
     def call(self, inputs, mask=None):
-        query, key, value, previous = self._unpack(inputs, False)
-        _, key_mask = self._masks(mask, False)
+        query, key, value, previous, key_mask = self._prepare(
+            inputs, mask, False
+        )
         scores = self._scores(query, key)
         scores = scores + ops.cast(previous, scores.dtype)
         outputs, weights = self._attend(scores, value, key_mask)
-        results = [outputs, ops.cast(scores, query.dtype)]
+        scores = ops.cast(scores, query.dtype)
         if self.return_attention:
-            results.append(weights)
-        return results
+            return outputs, scores, weights
+        return outputs, scores
 
     def compute_output_shape(self, input_shape):
         output_shape, scores_shape = self._output_shapes(input_shape)
         if self.return_attention:
-            return [output_shape, scores_shape, scores_shape]
-        return [output_shape, scores_shape]
+            return output_shape, scores_shape, scores_shape
+        return output_shape, scores_shape
 
     def compute_mask(self, inputs, mask=None):
         query_mask, _ = self._masks(mask, False)
         if self.return_attention:
-            return [query_mask, None, None]
-        return [query_mask, None]
+            return query_mask, None, None
+        return query_mask, None
 
     @staticmethod
     def get_custom_objects():

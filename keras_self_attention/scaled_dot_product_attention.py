@@ -5,7 +5,7 @@ import math
 import keras
 from keras import ops
 
-from keras_self_attention import attention_ops
+from keras_self_attention import attention_ops, call_inputs
 from keras_self_attention.arguments import check_bool
 
 
@@ -64,7 +64,10 @@ class ScaledDotProductAttention(keras.layers.Layer):
 
     A key is allowed when it is not padding (if the keys carry a Keras mask)
     and, with `history_only`, not after the query. A query with no allowed
-    key gets zero weights and a zero output.
+    key gets zero weights and a zero output. Padded steps (of the queries,
+    and of the keys and values by the key mask) are read as zeros, so
+    whatever they hold (NaN and inf included) changes neither the real
+    outputs nor any gradient.
 
     Args:
         return_attention: whether to also return the attention weights.
@@ -76,13 +79,16 @@ class ScaledDotProductAttention(keras.layers.Layer):
     Call arguments:
         inputs: a tensor of shape `(batch_size, T, dim)`, or a list
             `[query, key, value]` of shapes `(batch_size, Tq, dk)`,
-            `(batch_size, Tk, dk)` and `(batch_size, Tk, dv)`.
+            `(batch_size, Tk, dk)` and `(batch_size, Tk, dv)`. Integer
+            inputs are cast to the layer's compute dtype.
         mask: optional boolean mask of shape `(batch_size, T)`, or a list of
-            masks, one per input; the key mask removes padded keys.
+            masks, one per input, each `(batch_size, T)` of its input (or
+            `(1, T)`); the key mask removes padded keys. Any other shape is
+            a `ValueError`.
 
     Returns:
         A tensor of shape `(batch_size, Tq, dv)`; with `return_attention`,
-        a list of it and the weights of shape `(batch_size, Tq, Tk)`,
+        a tuple of it and the weights of shape `(batch_size, Tq, Tk)`,
         indexed `[batch, query, key]`. The output mask is the query mask.
 
     Example:
@@ -128,6 +134,31 @@ class ScaledDotProductAttention(keras.layers.Layer):
             )
         query_mask, key_mask, _, _ = self._unpack(mask, single)
         return query_mask, key_mask
+
+    def _prepare(self, inputs, mask, single):
+        """`(query, key, value, previous_scores, key_mask)` of a call.
+
+        Integer inputs are cast to floats, the masks checked against their
+        inputs, and padded steps set to zero.
+        """
+        query, key, value, previous = (
+            None
+            if tensor is None
+            else call_inputs.float_inputs(tensor, self.compute_dtype)
+            for tensor in self._unpack(inputs, single)
+        )
+        query_mask, key_mask = self._masks(mask, single)
+        name = type(self).__name__
+        if single:
+            call_inputs.check_mask(name, key_mask, key)
+        else:
+            call_inputs.check_mask(name, query_mask, query, "query mask")
+            call_inputs.check_mask(name, key_mask, key, "key mask")
+            call_inputs.check_mask(name, key_mask, value, "key mask")
+        query = call_inputs.zero_padding(query, query_mask)
+        key = call_inputs.zero_padding(key, key_mask)
+        value = call_inputs.zero_padding(value, key_mask)
+        return query, key, value, previous, key_mask
 
     def build(self, input_shape):
         shapes = self._unpack(input_shape, not _is_shape_list(input_shape))
@@ -213,8 +244,7 @@ class ScaledDotProductAttention(keras.layers.Layer):
 
     def call(self, inputs, mask=None):
         single = not isinstance(inputs, (list, tuple))
-        query, key, value, _ = self._unpack(inputs, single)
-        _, key_mask = self._masks(mask, single)
+        query, key, value, _, key_mask = self._prepare(inputs, mask, single)
         # The fused op needs values as wide as the queries on JAX.
         if not self.return_attention and query.shape[-1] == value.shape[-1]:
             return self._fused_outputs(query, key, value, key_mask)
@@ -222,7 +252,7 @@ class ScaledDotProductAttention(keras.layers.Layer):
             self._scores(query, key), value, key_mask
         )
         if self.return_attention:
-            return [outputs, weights]
+            return outputs, weights
         return outputs
 
     def _output_shapes(self, input_shape):
@@ -238,13 +268,13 @@ class ScaledDotProductAttention(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         output_shape, weights_shape = self._output_shapes(input_shape)
         if self.return_attention:
-            return [output_shape, weights_shape]
+            return output_shape, weights_shape
         return output_shape
 
     def compute_mask(self, inputs, mask=None):
         query_mask, _ = self._masks(mask, not isinstance(inputs, (list, tuple)))
         if self.return_attention:
-            return [query_mask, None]
+            return query_mask, None
         return query_mask
 
     def get_config(self):

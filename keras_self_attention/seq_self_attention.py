@@ -1,13 +1,20 @@
 """The `SeqSelfAttention` layer."""
 
+import math
 import numbers
 
 import keras
 from keras import ops
 
-from keras_self_attention import additive_scores, attention_ops, attention_plan
+from keras_self_attention import (
+    additive_scores,
+    attention_ops,
+    attention_plan,
+    call_inputs,
+)
 from keras_self_attention.arguments import (
     check_bool,
+    check_choice,
     check_positive_int,
     get_object,
 )
@@ -30,7 +37,9 @@ class SeqSelfAttention(keras.layers.Layer):
     A key is allowed when it is inside the query's local window (if
     `attention_width` is set), not after the query (if `history_only`), and
     not padding (if the input carries a Keras mask). A query with no allowed
-    key gets zero weights and a zero output.
+    key gets zero weights and a zero output. Padded steps are read as zeros,
+    so whatever they hold (NaN and inf included) changes neither the real
+    steps' outputs nor any gradient, and padded inputs get zero gradient.
 
     Args:
         units: dimension of the hidden vectors `h` of additive attention.
@@ -61,21 +70,25 @@ class SeqSelfAttention(keras.layers.Layer):
             Defaults to `None`.
         attention_regularizer_weight: if positive, adds
             `weight * sum_b ||A_b A_b^T - I||^2 / batch_size` to the layer's
-            losses. Defaults to `0.0`.
+            losses, over the real steps only: the rows and columns of padded
+            steps are left out of `A` and `I` (0.51 counted them). A finite
+            number. Defaults to `0.0`.
         **kwargs: base layer arguments, such as `name` and `dtype`.
 
     Call arguments:
         inputs: a tensor of shape `(batch_size, T, dim)`; `T` may vary.
-        mask: optional boolean tensor of shape `(batch_size, T)`, `False`
-            for padding. Keras passes it on from `Embedding(mask_zero=True)`
-            or `Masking`.
+            Integer inputs are cast to the layer's compute dtype.
+        mask: optional boolean tensor of shape `(batch_size, T)` (or
+            `(1, T)`), `False` for padding; any other shape is a
+            `ValueError`. Keras passes it on from
+            `Embedding(mask_zero=True)` or `Masking`.
         training: Keras's training flag. It changes no result: `False`
             (as in `predict`) only tells that no gradient will be taken, so
             longer sequences can be computed without a loop.
 
     Returns:
         A tensor of shape `(batch_size, T, dim)`; with `return_attention`,
-        a list of it and the weights of shape `(batch_size, T, T)`, indexed
+        a tuple of it and the weights of shape `(batch_size, T, T)`, indexed
         `[batch, query, key]`. The output mask is the input mask.
 
     Example:
@@ -109,14 +122,11 @@ class SeqSelfAttention(keras.layers.Layer):
     ):
         check_positive_int("units", units)
         check_positive_int("attention_width", attention_width, True)
-        if attention_type not in (
-            self.ATTENTION_TYPE_ADD,
-            self.ATTENTION_TYPE_MUL,
-        ):
-            raise ValueError(
-                "`attention_type` must be 'additive' or 'multiplicative'. "
-                f"Received: attention_type={attention_type!r}"
-            )
+        check_choice(
+            "attention_type",
+            attention_type,
+            (self.ATTENTION_TYPE_ADD, self.ATTENTION_TYPE_MUL),
+        )
         for name, value in (
             ("return_attention", return_attention),
             ("history_only", history_only),
@@ -128,9 +138,11 @@ class SeqSelfAttention(keras.layers.Layer):
             isinstance(attention_regularizer_weight, bool)
             or not isinstance(attention_regularizer_weight, numbers.Real)
             or not attention_regularizer_weight >= 0
+            or not math.isfinite(attention_regularizer_weight)
         ):
             raise ValueError(
-                "`attention_regularizer_weight` must be a number >= 0. "
+                "`attention_regularizer_weight` must be a finite number "
+                ">= 0. "
                 "Received: attention_regularizer_weight="
                 f"{attention_regularizer_weight!r}"
             )
@@ -216,6 +228,7 @@ class SeqSelfAttention(keras.layers.Layer):
             self.Wa = self._kernel("Wa", (dim, dim))
         if self.use_attention_bias:
             self.ba = self._bias("ba", (1,))
+        self.input_spec = keras.layers.InputSpec(ndim=3, axes={-1: dim})
 
     def _attention_path(self, inputs, training=True):
         """How to compute this call: one of `attention_plan.PATHS`.
@@ -231,13 +244,13 @@ class SeqSelfAttention(keras.layers.Layer):
                 or self.return_attention
                 or self.attention_regularizer_weight
             ),
-            batch_size=attention_plan.static_size(batch_size),
-            length=attention_plan.static_size(length),
+            batch_size=attention_ops.static_size(batch_size),
+            length=attention_ops.static_size(length),
             units=self.units,
             # JAX's shape polymorphism: sizes that are neither ints nor
             # unknown, and cannot be compared with a number.
             symbolic=any(
-                size is not None and attention_plan.static_size(size) is None
+                size is not None and attention_ops.static_size(size) is None
                 for size in (batch_size, length)
             ),
             training=training,
@@ -372,7 +385,21 @@ class SeqSelfAttention(keras.layers.Layer):
             outputs = outputs + 0.0 * ops.cast(self.ba, outputs.dtype)
         return ops.cast(outputs, inputs.dtype)
 
+    def _empty_outputs(self, inputs):
+        """The outputs of a call with no sequence or no step."""
+        outputs = ops.zeros_like(inputs)
+        if not self.return_attention:
+            return outputs
+        batch_size, length = ops.shape(inputs)[:2]
+        return outputs, ops.zeros((batch_size, length, length), inputs.dtype)
+
     def call(self, inputs, mask=None, training=None):
+        inputs = call_inputs.float_inputs(inputs, self.compute_dtype)
+        call_inputs.check_mask("SeqSelfAttention", mask, inputs)
+        if 0 in attention_ops.static_shape(inputs)[:2]:
+            return self._empty_outputs(inputs)
+        # Padded steps are read as zeros: what they hold cannot matter.
+        inputs = call_inputs.zero_padding(inputs, mask)
         # Only `False` (as in `predict`) rules out a gradient; `None`, a
         # direct call, may be under a gradient tape.
         training = training is not False
@@ -389,10 +416,12 @@ class SeqSelfAttention(keras.layers.Layer):
         if self.attention_regularizer_weight > 0:
             if band:
                 regularization = attention_ops.band_attention_regularization(
-                    weights, self.attention_width, self.history_only
+                    weights, self.attention_width, self.history_only, mask
                 )
             else:
-                regularization = attention_ops.attention_regularization(weights)
+                regularization = attention_ops.attention_regularization(
+                    weights, mask
+                )
             self.add_loss(self.attention_regularizer_weight * regularization)
         if not self.return_attention:
             return outputs
@@ -400,17 +429,17 @@ class SeqSelfAttention(keras.layers.Layer):
             weights = attention_ops.band_to_dense(
                 weights, self.attention_width, self.history_only
             )
-        return [outputs, weights]
+        return outputs, weights
 
     def compute_output_shape(self, input_shape):
         if self.return_attention:
             batch_size, length = input_shape[0], input_shape[1]
-            return [tuple(input_shape), (batch_size, length, length)]
+            return tuple(input_shape), (batch_size, length, length)
         return tuple(input_shape)
 
     def compute_mask(self, inputs, mask=None):
         if self.return_attention:
-            return [mask, None]
+            return mask, None
         return mask
 
     def get_config(self):

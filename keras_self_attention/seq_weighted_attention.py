@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from keras_self_attention import attention_ops
+from keras_self_attention import attention_ops, call_inputs
 from keras_self_attention.arguments import check_bool
 
 
@@ -20,7 +20,8 @@ class SeqWeightedAttention(keras.layers.Layer):
     - `y = sum_t a_t x_t`.
 
     A sequence whose steps are all padding gets zero weights and a zero
-    output.
+    output. Padded steps are read as zeros, so whatever they hold (NaN and
+    inf included) changes neither the output nor any gradient.
 
     Args:
         use_bias: whether the scores use the bias `b`. It shifts every score
@@ -32,12 +33,14 @@ class SeqWeightedAttention(keras.layers.Layer):
 
     Call arguments:
         inputs: a tensor of shape `(batch_size, T, dim)`; `T` may vary.
-        mask: optional boolean tensor of shape `(batch_size, T)`, `False`
-            for padding.
+            Integer inputs are cast to the layer's compute dtype.
+        mask: optional boolean tensor of shape `(batch_size, T)` (or
+            `(1, T)`), `False` for padding; any other shape is a
+            `ValueError`.
 
     Returns:
         A tensor of shape `(batch_size, dim)`; with `return_attention`, a
-        list of it and the weights of shape `(batch_size, T)`. The outputs
+        tuple of it and the weights of shape `(batch_size, T)`. The outputs
         carry no mask: the time axis is gone.
 
     Example:
@@ -70,8 +73,14 @@ class SeqWeightedAttention(keras.layers.Layer):
         self.b = None
         if self.use_bias:
             self.b = self.add_weight(name="b", shape=(1,), initializer="zeros")
+        self.input_spec = keras.layers.InputSpec(
+            ndim=3, axes={-1: input_shape[-1]}
+        )
 
     def call(self, inputs, mask=None):
+        inputs = call_inputs.float_inputs(inputs, self.compute_dtype)
+        call_inputs.check_mask("SeqWeightedAttention", mask, inputs)
+        inputs = call_inputs.zero_padding(inputs, mask)
         # Scores in the softmax's dtype: a float16 dot product overflows.
         dtype = attention_ops.softmax_dtype(inputs.dtype)
         scores = ops.squeeze(
@@ -88,7 +97,7 @@ class SeqWeightedAttention(keras.layers.Layer):
             ops.matmul(ops.expand_dims(weights, 1), inputs), 1
         )
         if self.return_attention:
-            return [outputs, weights]
+            return outputs, weights
         return outputs
 
     def compute_output_shape(self, input_shape):
@@ -98,12 +107,12 @@ class SeqWeightedAttention(keras.layers.Layer):
             input_shape[-1],
         )
         if self.return_attention:
-            return [(batch_size, dim), (batch_size, length)]
+            return (batch_size, dim), (batch_size, length)
         return (batch_size, dim)
 
     def compute_mask(self, inputs, mask=None):
         if self.return_attention:
-            return [None, None]
+            return None, None
         return None
 
     def get_config(self):

@@ -39,13 +39,15 @@ def seq_self_attention(
 ):
     """Returns `(outputs, attention, regularization)` for inputs `x`.
 
-    `weights` is the list `get_weights()` returns, in 0.51's order.
+    `weights` is the list `get_weights()` returns, in 0.51's order. Padded
+    steps are read as zeros, and left out of the regularization.
     """
     x = np.asarray(x, dtype=np.float64)
     weights = [np.asarray(w, dtype=np.float64) for w in weights]
     batch_size, length, _ = x.shape
     if mask is None:
         mask = np.ones((batch_size, length), dtype=bool)
+    x = np.where(mask[..., None], x, 0.0)
     if attention_type == "additive":
         w_t, w_x = weights[0], weights[1]
         b_h = weights[2] if use_additive_bias else 0.0
@@ -77,9 +79,12 @@ def seq_self_attention(
             for s, e in scores.items():
                 attention[b, t, s] = np.exp(e - top) / total
     outputs = attention @ x
-    gram = attention @ attention.transpose(0, 2, 1)
-    regularization = np.sum((gram - np.eye(length)) ** 2) / batch_size
-    return outputs, attention, regularization
+    real = [np.flatnonzero(mask[b]) for b in range(batch_size)]
+    regularization = 0.0
+    for b, steps in enumerate(real):
+        a = attention[b][np.ix_(steps, steps)]
+        regularization += np.sum((a @ a.T - np.eye(len(steps))) ** 2)
+    return outputs, attention, regularization / batch_size
 
 
 def _softmax_over(scores):
@@ -103,6 +108,7 @@ def seq_weighted_attention(x, kernel, bias=None, mask=None):
     batch_size, length, dim = x.shape
     if mask is None:
         mask = np.ones((batch_size, length), dtype=bool)
+    x = np.where(mask[..., None], x, 0.0)
     weights = np.zeros((batch_size, length))
     outputs = np.zeros((batch_size, dim))
     for b in range(batch_size):
@@ -118,12 +124,20 @@ def seq_weighted_attention(x, kernel, bias=None, mask=None):
 
 
 def scaled_dot_product_attention(
-    query, key, value, key_mask=None, history_only=False, previous=None
+    query,
+    key,
+    value,
+    key_mask=None,
+    history_only=False,
+    previous=None,
+    query_mask=None,
 ):
     """Returns `(outputs, scores, weights)` of scaled dot-product attention.
 
     `scores[t, s] = q_t . k_s / sqrt(d_k) (+ previous[t, s])`; query `t`
     attends to the unmasked keys `s` (with `history_only`, `s <= t`).
+    Padded steps (queries by `query_mask`, keys and values by `key_mask`)
+    are read as zeros.
     """
     query, key, value = (
         np.asarray(t, dtype=np.float64) for t in (query, key, value)
@@ -132,6 +146,10 @@ def scaled_dot_product_attention(
     key_length = key.shape[1]
     if key_mask is None:
         key_mask = np.ones((batch_size, key_length), dtype=bool)
+    key = np.where(key_mask[..., None], key, 0.0)
+    value = np.where(key_mask[..., None], value, 0.0)
+    if query_mask is not None:
+        query = np.where(query_mask[..., None], query, 0.0)
     scores = np.zeros((batch_size, query_length, key_length))
     weights = np.zeros_like(scores)
     outputs = np.zeros((batch_size, query_length, value.shape[-1]))

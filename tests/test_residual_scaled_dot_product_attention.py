@@ -36,19 +36,22 @@ def make_mask(batch_size, length, masking):
 
 
 def make_inputs(rng, kind, masking, batch_size=4):
-    """`(inputs, masks, (query, key, value, key_mask, previous))`."""
+    """`(inputs, masks, reference)`, the reference's arguments in a tuple.
+
+    `reference` is `(query, key, value, key_mask, previous, query_mask)`.
+    """
     if kind == "self":
         x = rng.standard_normal((batch_size, 6, 4)).astype("float32")
         previous = rng.standard_normal((batch_size, 6, 6)).astype("float32")
         mask = make_mask(batch_size, 6, masking)
         masks = None if mask is None else [mask, None]
-        return [x, previous], masks, (x, x, x, mask, previous)
+        return [x, previous], masks, (x, x, x, mask, previous, mask)
     query = rng.standard_normal((batch_size, 4, 3)).astype("float32")
     key = rng.standard_normal((batch_size, 6, 3)).astype("float32")
     value = rng.standard_normal((batch_size, 6, 5)).astype("float32")
     previous = rng.standard_normal((batch_size, 4, 6)).astype("float32")
     key_mask = make_mask(batch_size, 6, masking)
-    masks = None
+    masks = query_mask = None
     if key_mask is not None:
         query_mask = np.ones((batch_size, 4), dtype=bool)
         query_mask[:, -1] = False
@@ -56,7 +59,7 @@ def make_inputs(rng, kind, masking, batch_size=4):
     return (
         [query, key, value, previous],
         masks,
-        (query, key, value, key_mask, previous),
+        (query, key, value, key_mask, previous, query_mask),
     )
 
 
@@ -80,14 +83,13 @@ CASES = list(itertools.product(INPUTS, MASKS, [False, True], [False, True]))
 def test_matches_numpy_reference(
     rng, kind, masking, history_only, return_attention
 ):
-    inputs, masks, (query, key, value, key_mask, previous) = make_inputs(
-        rng, kind, masking
-    )
+    inputs, masks, reference = make_inputs(rng, kind, masking)
+    query, key, value, key_mask, previous, query_mask = reference
     layer = ResidualScaledDotProductAttention(
         history_only=history_only, return_attention=return_attention
     )
     expected = numpy_reference.scaled_dot_product_attention(
-        query, key, value, key_mask, history_only, previous
+        query, key, value, key_mask, history_only, previous, query_mask
     )
     result = call(layer, inputs, masks)
     assert len(result) == (3 if return_attention else 2)
@@ -112,8 +114,9 @@ def test_zero_previous_scores_match_scaled_dot_product_attention(rng):
     )
     np.testing.assert_allclose(outputs, expected[0], rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(weights, expected[1], rtol=1e-6, atol=1e-6)
-    # The scores are passed on unmasked.
-    query, key = inputs[0], inputs[1]
+    # The scores are passed on unmasked, from padded steps read as zeros.
+    query = np.where(masks[0][..., None], inputs[0], 0.0)
+    key = np.where(masks[1][..., None], inputs[1], 0.0)
     np.testing.assert_allclose(
         scores, query @ key.transpose(0, 2, 1) / np.sqrt(3), rtol=1e-5
     )
@@ -128,10 +131,10 @@ def test_stacked_layers_pass_scores_on(rng):
     hidden, scores = first([x, np.zeros((2, 5, 5), "float32")], mask=masks)
     outputs, scores = to_numpy(second([hidden, scores], mask=masks))
     want_hidden, want_scores, _ = numpy_reference.scaled_dot_product_attention(
-        x, x, x, mask, True, np.zeros((2, 5, 5))
+        x, x, x, mask, True, np.zeros((2, 5, 5)), mask
     )
     want, want_scores, _ = numpy_reference.scaled_dot_product_attention(
-        want_hidden, want_hidden, want_hidden, mask, True, want_scores
+        want_hidden, want_hidden, want_hidden, mask, True, want_scores, mask
     )
     np.testing.assert_allclose(outputs, want, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(scores, want_scores, rtol=1e-5, atol=1e-5)

@@ -36,23 +36,27 @@ def make_mask(batch_size, length, masking):
 
 
 def make_inputs(rng, kind, masking, batch_size=4):
-    """`(inputs, mask, (query, key, value, key_mask))` for the layer."""
+    """`(inputs, mask, (query, key, value, key_mask, query_mask))`."""
     if kind == "self":
         x = rng.standard_normal((batch_size, 6, 4)).astype("float32")
         mask = make_mask(batch_size, 6, masking)
-        return x, mask, (x, x, x, mask)
+        return x, mask, (x, x, x, mask, mask)
     query = rng.standard_normal((batch_size, 4, 3)).astype("float32")
     key = rng.standard_normal((batch_size, 6, 3)).astype("float32")
     width = 5 if kind == "qkv_wide" else 3
     value = rng.standard_normal((batch_size, 6, width)).astype("float32")
     key_mask = make_mask(batch_size, 6, masking)
-    mask = None
+    mask = query_mask = None
     if key_mask is not None:
-        # The query mask must not change the outputs; only keys are masked.
+        # Keys are masked; padded queries are only read as zeros.
         query_mask = np.ones((batch_size, 4), dtype=bool)
         query_mask[:, -1] = False
         mask = [query_mask, key_mask, key_mask]
-    return [query, key, value], mask, (query, key, value, key_mask)
+    return (
+        [query, key, value],
+        mask,
+        (query, key, value, key_mask, query_mask),
+    )
 
 
 def call(layer, inputs, mask):
@@ -75,14 +79,14 @@ CASES = list(itertools.product(INPUTS, MASKS, [False, True], [False, True]))
 def test_matches_numpy_reference(
     rng, kind, masking, history_only, return_attention
 ):
-    inputs, mask, (query, key, value, key_mask) = make_inputs(
+    inputs, mask, (query, key, value, key_mask, query_mask) = make_inputs(
         rng, kind, masking
     )
     layer = ScaledDotProductAttention(
         history_only=history_only, return_attention=return_attention
     )
     outputs, _, weights = numpy_reference.scaled_dot_product_attention(
-        query, key, value, key_mask, history_only
+        query, key, value, key_mask, history_only, query_mask=query_mask
     )
     result = call(layer, inputs, mask)
     assert len(result) == (2 if return_attention else 1)
@@ -104,7 +108,7 @@ def test_input_gradient_matches_numeric(rng, masking, history_only):
 
     def reference(value):
         return numpy_reference.scaled_dot_product_attention(
-            value, value, value, mask, history_only
+            value, value, value, mask, history_only, query_mask=mask
         )[0]
 
     assert_input_gradient_matches(layer, reference, x, mask, rng)
@@ -128,7 +132,7 @@ def test_output_mask_is_query_mask(rng, return_attention):
         ops.convert_to_numpy(self_output_mask), self_mask
     )
     assert layer.compute_mask(inputs, None) == (
-        [None, None] if return_attention else None
+        (None, None) if return_attention else None
     )
 
 

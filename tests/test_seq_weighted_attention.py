@@ -112,7 +112,7 @@ def test_wrong_input_shape_raises(shape):
 def test_no_output_mask(rng, return_attention):
     x, mask = make_inputs(rng, "padded")
     layer = SeqWeightedAttention(return_attention=return_attention)
-    expected = [None, None] if return_attention else None
+    expected = (None, None) if return_attention else None
     assert layer.compute_mask(x, ops.convert_to_tensor(mask)) == expected
 
 

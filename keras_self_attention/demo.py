@@ -77,7 +77,47 @@ def parse_args(argv):
         value = getattr(args, name)
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    # The heatmap is written after both models trained, minutes from now:
+    # whatever would stop it fails here instead.
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        parser.exit(
+            1,
+            f"{parser.prog}: error: the demo draws its heatmap with "
+            "matplotlib, which is not installed. Install it with "
+            "`pip install matplotlib`.\n",
+        )
+    problem = output_problem(args.output)
+    if problem is not None:
+        parser.error(f"argument --output: {args.output!r} {problem}")
     return args
+
+
+def output_problem(path):
+    """Why the heatmap cannot be written to `path`, or `None` if it can.
+
+    Needs matplotlib, which picks the image format from the extension.
+    """
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    if os.path.isdir(path):
+        return "is a directory"
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        return f"is in a folder that does not exist: {folder!r}"
+    if not os.access(folder, os.W_OK) or (
+        os.path.exists(path) and not os.access(path, os.W_OK)
+    ):
+        return "is not writable"
+    extension = os.path.splitext(path)[1][1:].lower()
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if extension and extension not in formats:
+        return (
+            f"has an image format matplotlib cannot write: {extension!r} "
+            f"(it writes {', '.join(sorted(formats))})"
+        )
+    return None
 
 
 def token_label(token):

@@ -1,11 +1,15 @@
 """`python -m keras_self_attention.demo`: its data, its result, its options."""
 
+import os
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
 
 from keras_self_attention import demo
-from tests.processes import run_python
+from tests.processes import ROOT, run_python
 
 
 def test_every_token_is_tagged_with_its_partners_colour(rng):
@@ -74,3 +78,80 @@ def test_bad_options(argv, capsys):
         demo.main(argv)
     assert exit_info.value.code == 2
     assert "error" in capsys.readouterr().err
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    """Makes the test fail if the demo gets as far as training."""
+
+    def train(*args):
+        raise AssertionError("the demo built a model")
+
+    monkeypatch.setattr(demo, "build_model", train)
+
+
+@pytest.mark.parametrize(
+    "name,problem",
+    [
+        ("missing/attention.png", "is in a folder that does not exist"),
+        (".", "is a directory"),
+        ("attention.xyz", "has an image format matplotlib cannot write"),
+    ],
+    ids=["missing-folder", "directory", "format"],
+)
+def test_bad_output_fails_before_training(
+    name, problem, tmp_path, capsys, no_training
+):
+    path = os.path.join(tmp_path, name)
+    with pytest.raises(SystemExit) as exit_info:
+        demo.main(["--output", path])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert f"argument --output: {path!r} {problem}" in error
+
+
+def test_unwritable_output(tmp_path, monkeypatch):
+    # Checked with `os.access`, which root passes whatever the permissions.
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    path = str(tmp_path / "attention.png")
+    assert demo.output_problem(path) == "is not writable"
+
+
+def test_good_output_has_no_problem(tmp_path):
+    assert demo.output_problem(str(tmp_path / "attention.svg")) is None
+    existing = tmp_path / "existing.png"
+    existing.write_bytes(b"")
+    assert demo.output_problem(str(existing)) is None
+
+
+def test_missing_matplotlib_fails_before_training(
+    monkeypatch, capsys, no_training
+):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(SystemExit) as exit_info:
+        demo.main([])
+    assert exit_info.value.code == 1
+    error = capsys.readouterr().err
+    assert "matplotlib, which is not installed" in error
+    assert "`pip install matplotlib`" in error
+
+
+def test_missing_matplotlib_from_the_command_line(tmp_path):
+    """A `matplotlib` first on the path that fails to import, as if absent."""
+    stub = tmp_path / "matplotlib"
+    stub.mkdir()
+    (stub / "__init__.py").write_text(
+        "raise ImportError('No module named matplotlib')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "keras_self_attention.demo"],
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=str(tmp_path)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "Install it with `pip install matplotlib`" in done.stderr
+    assert "Training" not in done.stdout

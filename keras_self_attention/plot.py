@@ -10,8 +10,7 @@ def _figure_class():
     except ImportError as error:
         raise ImportError(
             "`plot_attention` needs matplotlib. Install it with "
-            "`pip install keras-self-attention[plot]` "
-            "(or `pip install matplotlib`)."
+            "`pip install matplotlib`."
         ) from error
     return Figure
 

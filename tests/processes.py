@@ -12,7 +12,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run_python(*args, backend=None, timeout=300, **env):
+def run_python(*args, backend=None, timeout=300, cwd=ROOT, **env):
     """Runs `python *args`; fails the test, with its stderr, unless it works.
 
     Args:
@@ -20,6 +20,7 @@ def run_python(*args, backend=None, timeout=300, **env):
         backend: the `KERAS_BACKEND` to run on. Defaults to `None` (this
             process's environment).
         timeout: seconds before the run is stopped. Defaults to `300`.
+        cwd: the directory to run in. Defaults to the repository root.
         **env: more environment variables.
 
     Returns:
@@ -29,7 +30,7 @@ def run_python(*args, backend=None, timeout=300, **env):
         env["KERAS_BACKEND"] = backend
     done = subprocess.run(
         [sys.executable, *map(str, args)],
-        cwd=ROOT,
+        cwd=cwd,
         env=dict(os.environ, **env),
         capture_output=True,
         text=True,

@@ -68,5 +68,5 @@ def test_bad_arguments(rng):
 def test_clear_message_without_matplotlib(rng, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
-    with pytest.raises(ImportError, match=r"keras-self-attention\[plot\]"):
+    with pytest.raises(ImportError, match="`pip install matplotlib`"):
         plot_attention(weights(rng))

@@ -38,6 +38,17 @@ def static_shape(tensor):
     return tuple(static_size(size) for size in tensor.shape)
 
 
+def positions(length):
+    """The steps `0 .. length - 1` as int32; `length` may be a tensor.
+
+    The start is spelled out: JAX's ONNX exporter (jax2onnx) cannot read an
+    `arange` with only a symbolic stop.
+    """
+    if static_size(length) is not None:
+        return ops.arange(0, length, dtype="int32")
+    return ops.cumsum(ops.ones((length,), "int32")) - 1
+
+
 def window_start(query_positions, attention_width, history_only):
     """First key position each query may attend to in a local window.
 
@@ -100,10 +111,10 @@ def band_allowed_keys(length, attention_width, history_only, mask=None):
         Boolean tensor of shape `(1, T, w)`, or `(batch_size, T, w)` when
         `mask` is given, indexed `[batch, query, slot]`.
     """
-    positions = ops.arange(length, dtype="int32")
+    steps = positions(length)
     keys = ops.expand_dims(
-        window_start(positions, attention_width, history_only), 1
-    ) + ops.arange(attention_width, dtype="int32")
+        window_start(steps, attention_width, history_only), 1
+    ) + positions(attention_width)
     allowed = ops.expand_dims(ops.logical_and(keys >= 0, keys < length), 0)
     if mask is not None:
         slots = window_slots(
@@ -119,9 +130,9 @@ def band_to_dense(band, attention_width, history_only):
     Only for `return_attention`: the dense tensor is what the user asked for.
     """
     length = ops.shape(band)[1]
-    positions = ops.arange(length, dtype="int32")
-    slot = ops.expand_dims(positions, 0) - ops.expand_dims(
-        window_start(positions, attention_width, history_only), 1
+    steps = positions(length)
+    slot = ops.expand_dims(steps, 0) - ops.expand_dims(
+        window_start(steps, attention_width, history_only), 1
     )
     inside = ops.logical_and(slot >= 0, slot < attention_width)
     slot = ops.clip(slot, 0, attention_width - 1)
@@ -134,10 +145,23 @@ def band_to_dense(band, attention_width, history_only):
 
 
 def _pad_end(tensor, axis, amount):
-    """Appends `amount` zeros along `axis`; `amount` may be a tensor."""
-    shape = list(ops.shape(tensor))
-    shape[axis] = amount
-    return ops.concatenate([tensor, ops.zeros(shape, tensor.dtype)], axis)
+    """Appends `amount` zeros along `axis`; `amount` a Python int."""
+    widths = [(0, 0)] * len(tensor.shape)
+    widths[axis] = (0, amount)
+    return ops.pad(tensor, widths)
+
+
+def _pad_end_to(tensor, axis, size, most):
+    """Zero-pads `axis` to `size` steps, `size` at most `most` more.
+
+    `size` may be a tensor (or a symbolic size): the padding is `most`
+    steps, a Python int, and the result is cut back to `size`, so that no
+    shape is computed from a size unknown when traced (which JAX's ONNX
+    exporter cannot follow).
+    """
+    index = [slice(None)] * len(tensor.shape)
+    index[axis] = slice(0, size)
+    return _pad_end(tensor, axis, most)[tuple(index)]
 
 
 def block_count(length, block):
@@ -148,7 +172,11 @@ def block_count(length, block):
 def pad_to_multiple(tensor, axis, block):
     """Zero-pads `axis` of `tensor` up to a multiple of `block`."""
     size = ops.shape(tensor)[axis]
-    return _pad_end(tensor, axis, block_count(size, block) * block - size)
+    if static_size(size) is not None:
+        return _pad_end(tensor, axis, block_count(size, block) * block - size)
+    return _pad_end_to(
+        tensor, axis, block_count(size, block) * block, block - 1
+    )
 
 
 def _query_blocks(tensor, block):
@@ -194,9 +222,8 @@ def window_blocks(values, attention_width, history_only):
     padded = ops.pad(values, [(0, 0), (before, after), (0, 0)])
     # `T + w - 1 <= (blocks + 1) * block` long: whole blocks, then one more
     # for the `w - 1` keys after the last of them.
-    padded = _pad_end(
-        padded, 1, (blocks + 1) * block - (length + before + after)
-    )
+    # At most `2 * block` steps more: `blocks * block < length + block`.
+    padded = _pad_end_to(padded, 1, (blocks + 1) * block, 2 * block)
     current = _query_blocks(padded[:, : blocks * block], block)
     if attention_width == 1:
         return current
@@ -285,9 +312,9 @@ def allowed_keys(length, attention_width=None, history_only=False, mask=None):
     """
     allowed = None
     if attention_width is not None or history_only:
-        positions = ops.arange(length, dtype="int32")
-        queries = ops.expand_dims(positions, 1)
-        keys = ops.expand_dims(positions, 0)
+        steps = positions(length)
+        queries = ops.expand_dims(steps, 1)
+        keys = ops.expand_dims(steps, 0)
         if attention_width is None:
             allowed = keys <= queries
         else:

@@ -30,8 +30,8 @@ def _allowed_keys(query_length, key_length, history_only, key_mask):
     allowed = None
     if history_only:
         allowed = ops.expand_dims(
-            ops.expand_dims(ops.arange(key_length, dtype="int32"), 0)
-            <= ops.expand_dims(ops.arange(query_length, dtype="int32"), 1),
+            ops.expand_dims(attention_ops.positions(key_length), 0)
+            <= ops.expand_dims(attention_ops.positions(query_length), 1),
             0,
         )
     if key_mask is not None:
@@ -48,7 +48,7 @@ def _queries_with_keys(query_length, key_mask, history_only):
     seen = ops.cumsum(real, axis=1) > 0
     # Query `t` sees keys `0 .. t`; later queries see every key.
     last_key = ops.minimum(
-        ops.arange(query_length, dtype="int32"), ops.shape(key_mask)[1] - 1
+        attention_ops.positions(query_length), ops.shape(key_mask)[1] - 1
     )
     return ops.expand_dims(ops.take(seen, last_key, axis=1), -1)
 
@@ -245,8 +245,16 @@ class ScaledDotProductAttention(keras.layers.Layer):
     def call(self, inputs, mask=None):
         single = not isinstance(inputs, (list, tuple))
         query, key, value, _, key_mask = self._prepare(inputs, mask, single)
-        # The fused op needs values as wide as the queries on JAX.
-        if not self.return_attention and query.shape[-1] == value.shape[-1]:
+        # The fused op needs values as wide as the queries on JAX, and
+        # lengths known when traced for causal attention there; an exported
+        # model (lengths unknown) gets the plain product, which every
+        # runtime runs.
+        if (
+            not self.return_attention
+            and query.shape[-1] == value.shape[-1]
+            and None not in attention_ops.static_shape(query)[1:]
+            and None not in attention_ops.static_shape(key)[1:]
+        ):
             return self._fused_outputs(query, key, value, key_mask)
         outputs, weights = self._attend(
             self._scores(query, key), value, key_mask

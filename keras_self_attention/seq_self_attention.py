@@ -82,9 +82,12 @@ class SeqSelfAttention(keras.layers.Layer):
             `(1, T)`), `False` for padding; any other shape is a
             `ValueError`. Keras passes it on from
             `Embedding(mask_zero=True)` or `Masking`.
-        training: Keras's training flag. It changes no result: `False`
-            (as in `predict`) only tells that no gradient will be taken, so
-            longer sequences can be computed without a loop.
+        training: Keras's training flag. It changes no result, only how
+            long global attention is computed: `True` (as in `fit`) keeps
+            the memory of a training step bounded at any length with a
+            loop; otherwise (`predict`, a direct call, an exported model)
+            no loop is used, so every runtime can run the model. A custom
+            training loop on long sequences should pass `training=True`.
 
     Returns:
         A tensor of shape `(batch_size, T, dim)`; with `return_attention`,
@@ -233,7 +236,8 @@ class SeqSelfAttention(keras.layers.Layer):
     def _attention_path(self, inputs, training=True):
         """How to compute this call: one of `attention_plan.PATHS`.
 
-        `training` is whether a gradient may be taken.
+        `training` is Keras's flag (`True`, `False` or `None`), see
+        `attention_plan.choose_path`.
         """
         batch_size, length = inputs.shape[0], inputs.shape[1]
         return attention_plan.choose_path(
@@ -292,6 +296,10 @@ class SeqSelfAttention(keras.layers.Layer):
             return dense()
         if path == "blocked":
             return blocked()
+        if path == "per_unit":
+            return additive_scores.per_unit_additive_scores(
+                queries, keys, kernel
+            )
         batch_size, length = ops.shape(inputs)[:2]
         return ops.cond(
             attention_plan.dense_hidden_fits(
@@ -400,9 +408,6 @@ class SeqSelfAttention(keras.layers.Layer):
             return self._empty_outputs(inputs)
         # Padded steps are read as zeros: what they hold cannot matter.
         inputs = call_inputs.zero_padding(inputs, mask)
-        # Only `False` (as in `predict`) rules out a gradient; `None`, a
-        # direct call, may be under a gradient tape.
-        training = training is not False
         path = self._attention_path(inputs, training)
         if path == "fused":
             return self._fused_outputs(inputs, mask)

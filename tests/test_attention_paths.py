@@ -111,6 +111,17 @@ def test_fused_path_matches_dense(rng, history_only, padded):
 
 
 @pytest.mark.parametrize("history_only", [False, True])
+@pytest.mark.parametrize("padded", [False, True])
+def test_per_unit_additive_path_matches_dense(rng, history_only, padded):
+    # An inference path, but its gradient is right too.
+    layer = build(
+        rng, history_only=history_only, attention_regularizer_weight=0.1
+    )
+    x, mask = make_inputs(rng, length=LENGTH, padded=padded)
+    compare_with_dense(layer, x, mask, rng, path="per_unit")
+
+
+@pytest.mark.parametrize("history_only", [False, True])
 @pytest.mark.parametrize("block_elements", [1, 2**17])
 @pytest.mark.parametrize("path", ["blocked", "dense_or_blocked"])
 def test_blocked_additive_path_matches_dense(
@@ -163,6 +174,16 @@ def test_path_choice():
     assert path_of(add(), medium) == "blocked"
     assert path_of(add(), medium, training=True) == "blocked"
     assert path_of(add(), medium, training=False) == "dense"
+    # Without a gradient, beyond the budget or with sizes unknown when
+    # traced (an exported model): the per-unit sum, with no loop op.
+    assert path_of(add(), large, training=False) == "per_unit"
+    for unknown in ((None, 50, 128), (32, None, 128), (None, None, 128)):
+        assert path_of(add(), unknown, training=False) == "per_unit"
+        # A direct call, or an export: no loop either.
+        assert path_of(add(), unknown, training=None) == "per_unit"
+    # A direct call may be under a gradient tape: the training budget.
+    assert path_of(add(), medium, training=None) == "per_unit"
+    assert path_of(add(), small, training=None) == "dense"
     # Sizes unknown when traced: decided when the call runs.
     assert path_of(add(), (None, 50, 128)) == "dense_or_blocked"
     assert path_of(add(), (32, None, 128)) == "dense_or_blocked"
@@ -170,6 +191,9 @@ def test_path_choice():
     # The fused op only where it beats the dense scores; always for
     # unknown T.
     assert path_of(add(**mul), (None, None, 128)) == "fused"
+    # ... except without a gradient (an exported model): the dense scores,
+    # which every runtime can run.
+    assert path_of(add(**mul), (None, None, 128), training=False) == "dense"
     long = (8, attention_plan.fused_min_length(), 64)
     assert path_of(add(history_only=True, **mul), long) == "fused"
     assert path_of(add(**mul), small) == "dense"
@@ -198,12 +222,15 @@ def test_path_choice():
 
 def test_choose_path_covers_every_path():
     chosen = {
-        attention_plan.choose_path(kind, width, weights, batch, length, 32)
+        attention_plan.choose_path(
+            kind, width, weights, batch, length, 32, training=training
+        )
         for kind in ("additive", "multiplicative")
         for width in (None, 3)
         for weights in (False, True)
         for batch in (None, 1, 1000)
         for length in (None, 2, 1000)
+        for training in (False, True)
     }
     assert chosen == set(attention_plan.PATHS)
     symbolic = attention_plan.choose_path(

@@ -292,21 +292,22 @@ class SeqSelfAttention(keras.layers.Layer):
                 queries, keys, kernel
             )
 
-        if path == "dense":
-            return dense()
-        if path == "blocked":
-            return blocked()
-        if path == "per_unit":
+        def per_unit():
             return additive_scores.per_unit_additive_scores(
                 queries, keys, kernel
             )
+
+        kernels = {"dense": dense, "blocked": blocked, "per_unit": per_unit}
+        if path in kernels:
+            return kernels[path]()
+        # "dense_or_blocked" or "dense_or_per_unit": decided as it runs.
         batch_size, length = ops.shape(inputs)[:2]
         return ops.cond(
             attention_plan.dense_hidden_fits(
                 batch_size, length, self.units, training
             ),
             dense,
-            blocked,
+            kernels[path.split("_or_")[1]],
         )
 
     def _dense_attention(self, inputs, mask, path, training):

@@ -162,6 +162,31 @@ def test_run_time_choice_runs_the_kernel_that_fits(rng, monkeypatch):
         assert np.allclose(output, expected, atol=1e-6) == fits
 
 
+def test_run_time_choice_without_gradient_runs_the_kernel_that_fits(
+    rng, monkeypatch
+):
+    layer = build(rng)
+    x, mask = make_inputs(rng, length=LENGTH, padded=True)
+    mask = ops.convert_to_tensor(mask)
+    expected = ops.convert_to_numpy(forced(layer, "dense")(x, mask=mask))
+    dense_kernel = additive_scores.dense_additive_scores
+    monkeypatch.setattr(
+        additive_scores,
+        "per_unit_additive_scores",
+        lambda *args: dense_kernel(*args) * 0.0,
+    )
+    layer = forced(layer, "dense_or_per_unit")
+    for fits in (True, False):
+        monkeypatch.setattr(
+            attention_plan, "dense_hidden_fits", lambda *_, fits=fits: fits
+        )
+        output = layer(x, mask=mask, training=False)
+        assert (
+            np.allclose(ops.convert_to_numpy(output), expected, atol=1e-6)
+            == fits
+        )
+
+
 def test_path_choice():
     add = SeqSelfAttention
     mul = dict(attention_type="multiplicative")
@@ -174,13 +199,14 @@ def test_path_choice():
     assert path_of(add(), medium) == "blocked"
     assert path_of(add(), medium, training=True) == "blocked"
     assert path_of(add(), medium, training=False) == "dense"
-    # Without a gradient, beyond the budget or with sizes unknown when
-    # traced (an exported model): the per-unit sum, with no loop op.
+    # Without a gradient, beyond the budget: the per-unit sum, with no loop
+    # op; with sizes unknown when traced (an exported model), it or the
+    # dense kernel as the call runs, neither with a loop.
     assert path_of(add(), large, training=False) == "per_unit"
     for unknown in ((None, 50, 128), (32, None, 128), (None, None, 128)):
-        assert path_of(add(), unknown, training=False) == "per_unit"
+        assert path_of(add(), unknown, training=False) == "dense_or_per_unit"
         # A direct call, or an export: no loop either.
-        assert path_of(add(), unknown, training=None) == "per_unit"
+        assert path_of(add(), unknown, training=None) == "dense_or_per_unit"
     # A direct call may be under a gradient tape: the training budget.
     assert path_of(add(), medium, training=None) == "per_unit"
     assert path_of(add(), small, training=None) == "dense"
@@ -233,10 +259,11 @@ def test_choose_path_covers_every_path():
         for training in (False, True)
     }
     assert chosen == set(attention_plan.PATHS)
-    symbolic = attention_plan.choose_path(
-        "additive", None, False, None, None, 32, symbolic=True
-    )
-    assert symbolic == "blocked"
+    for training, expected in ((True, "blocked"), (None, "per_unit")):
+        symbolic = attention_plan.choose_path(
+            "additive", None, False, None, None, 32, True, training
+        )
+        assert symbolic == expected
 
 
 @pytest.mark.parametrize(

@@ -28,6 +28,7 @@ from keras_self_attention import (
     ScaledDotProductAttention,
     SeqSelfAttention,
     SeqWeightedAttention,
+    attention_plan,
 )
 
 BACKEND = keras.backend.backend()
@@ -61,6 +62,16 @@ FILES = {
     "onnx": "model.onnx",
     "openvino": "model.xml",
 }
+
+
+@pytest.fixture(autouse=True)
+def _both_served_kernels(monkeypatch):
+    """A dense budget between the served lengths, so that an exported model
+    runs the dense kernel at `T = 7` and the per-unit sum at `T = 30` (the
+    budget is a constant of the traced graph)."""
+    monkeypatch.setattr(
+        attention_plan, "DENSE_INFERENCE_ELEMENTS", 3 * 10 * 10 * 32
+    )
 
 
 class ZeroScores(keras.layers.Layer):

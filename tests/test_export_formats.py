@@ -4,11 +4,10 @@ Each layer of the package (`SeqSelfAttention` on each path it takes when
 served, with and without its weights returned; `SeqWeightedAttention`;
 `ScaledDotProductAttention`; `ResidualScaledDotProductAttention`;
 `MultiHead`) sits in a model on masked tokens (`Embedding(mask_zero=True)`),
-is exported with `model.export(path, format=...)` with a variable `T`, run
-by TensorFlow, the LiteRT interpreter (built-in ops only, no Flex
-delegate), onnxruntime or OpenVINO, and compared with `model.predict` on
-padded batches of two lengths. One model with a fixed `T` per format checks
-the static-shape export too.
+is exported with `model.export(path, format=...)` with a variable and with
+a fixed `T`, run by TensorFlow, the LiteRT interpreter (built-in ops only,
+no Flex delegate), onnxruntime or OpenVINO, and compared with
+`model.predict` on padded batches (of two lengths where `T` varies).
 
 Where Keras or the runtime cannot export even a model of plain Keras layers
 (`TOOLCHAIN_LIMITS`, each found with such a control model), the case is
@@ -246,26 +245,17 @@ def _skip_unless_supported(export_format):
 
 
 @pytest.mark.parametrize("export_format", list(FILES))
+@pytest.mark.parametrize(
+    "length", [None, FIXED_LENGTH], ids=["any-T", "fixed-T"]
+)
 @pytest.mark.parametrize("layer", list(LAYERS))
-def test_exported_layer_serves_variable_lengths(layer, export_format, tmp_path):
+def test_exported_layer_serves_padded_batches(
+    layer, length, export_format, tmp_path
+):
     _skip_unless_supported(export_format)
-    model = build_model(layer, None)
-    export_and_compare(model, export_format, LENGTHS, tmp_path)
-
-
-@pytest.mark.parametrize("export_format", list(FILES))
-def test_exported_fixed_length_model(export_format, tmp_path):
-    _skip_unless_supported(export_format)
-    tokens = keras.Input(shape=(FIXED_LENGTH,), dtype="int32")
-    x = keras.layers.Embedding(VOCABULARY, DIM, mask_zero=True)(tokens)
-    attended = keras.layers.Concatenate()(
-        [SeqSelfAttention()(x), SeqSelfAttention(attention_width=3)(x)]
-    )
-    pooled = SeqWeightedAttention()(attended)
-    model = keras.Model(tokens, pooled)
-    export_and_compare(
-        model, export_format, (FIXED_LENGTH, FIXED_LENGTH), tmp_path
-    )
+    model = build_model(layer, length)
+    lengths = LENGTHS if length is None else (length, length)
+    export_and_compare(model, export_format, lengths, tmp_path)
 
 
 LIMITS_HERE = [key for key in TOOLCHAIN_LIMITS if key[0] == BACKEND]

@@ -64,5 +64,7 @@ def zero_padding(tensor, mask):
     """
     if mask is None:
         return tensor
-    real = ops.expand_dims(ops.cast(mask, "bool"), -1)
-    return ops.where(real, tensor, ops.zeros_like(tensor))
+    if keras.backend.standardize_dtype(mask.dtype) != "bool":
+        mask = ops.cast(mask, "bool")
+    # A scalar zero: no zeros tensor to build (this runs on every call).
+    return ops.where(ops.expand_dims(mask, -1), tensor, 0.0)

@@ -140,51 +140,35 @@ def test_blocked_additive_path_matches_dense(
     compare_with_dense(layer, x, mask, rng, path=path)
 
 
-def test_run_time_choice_runs_the_kernel_that_fits(rng, monkeypatch):
-    layer = build(rng)
-    x, mask = make_inputs(rng, length=LENGTH, padded=True)
-    mask = ops.convert_to_tensor(mask)
-    expected = ops.convert_to_numpy(forced(layer, "dense")(x, mask=mask))
-    # A loop that gives zero scores, so that its result shows. (`ops.cond`
-    # may trace both branches, so counting calls would not tell.)
-    dense_kernel = additive_scores.dense_additive_scores
-    monkeypatch.setattr(
-        additive_scores,
-        "blocked_additive_scores",
-        lambda *args: dense_kernel(*args) * 0.0,
-    )
-    layer = forced(layer, "dense_or_blocked")
-    for fits in (True, False):
-        monkeypatch.setattr(
-            attention_plan, "dense_hidden_fits", lambda *_, fits=fits: fits
-        )
-        output = ops.convert_to_numpy(layer(x, mask=mask))
-        assert np.allclose(output, expected, atol=1e-6) == fits
-
-
-def test_run_time_choice_without_gradient_runs_the_kernel_that_fits(
-    rng, monkeypatch
+@pytest.mark.parametrize(
+    "path,beyond,training",
+    [
+        ("dense_or_blocked", "blocked_additive_scores", True),
+        ("dense_or_per_unit", "per_unit_additive_scores", False),
+    ],
+)
+def test_run_time_choice_runs_the_kernel_that_fits(
+    rng, monkeypatch, path, beyond, training
 ):
     layer = build(rng)
     x, mask = make_inputs(rng, length=LENGTH, padded=True)
     mask = ops.convert_to_tensor(mask)
     expected = ops.convert_to_numpy(forced(layer, "dense")(x, mask=mask))
+    # A kernel beyond the budget that gives zero scores, so that its result
+    # shows. (`ops.cond` may trace both branches, so counting calls would
+    # not tell.)
     dense_kernel = additive_scores.dense_additive_scores
     monkeypatch.setattr(
-        additive_scores,
-        "per_unit_additive_scores",
-        lambda *args: dense_kernel(*args) * 0.0,
+        additive_scores, beyond, lambda *args: dense_kernel(*args) * 0.0
     )
-    layer = forced(layer, "dense_or_per_unit")
+    layer = forced(layer, path)
     for fits in (True, False):
         monkeypatch.setattr(
             attention_plan, "dense_hidden_fits", lambda *_, fits=fits: fits
         )
-        output = layer(x, mask=mask, training=False)
-        assert (
-            np.allclose(ops.convert_to_numpy(output), expected, atol=1e-6)
-            == fits
-        )
+        output = layer(x, mask=mask, training=training)
+        output = ops.convert_to_numpy(output)
+        assert np.allclose(output, expected, atol=1e-6) == fits
 
 
 def test_path_choice():

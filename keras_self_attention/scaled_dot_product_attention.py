@@ -155,10 +155,19 @@ class ScaledDotProductAttention(keras.layers.Layer):
             call_inputs.check_mask(name, query_mask, query, "query mask")
             call_inputs.check_mask(name, key_mask, key, "key mask")
             call_inputs.check_mask(name, key_mask, value, "key mask")
-        query = call_inputs.zero_padding(query, query_mask)
-        key = call_inputs.zero_padding(key, key_mask)
-        value = call_inputs.zero_padding(value, key_mask)
-        return query, key, value, previous, key_mask
+        # Self-attention passes one tensor as all three: zeroed once.
+        padded_query = call_inputs.zero_padding(query, query_mask)
+        padded_key = (
+            padded_query
+            if key is query and key_mask is query_mask
+            else call_inputs.zero_padding(key, key_mask)
+        )
+        padded_value = (
+            padded_key
+            if value is key
+            else call_inputs.zero_padding(value, key_mask)
+        )
+        return padded_query, padded_key, padded_value, previous, key_mask
 
     def build(self, input_shape):
         shapes = self._unpack(input_shape, not _is_shape_list(input_shape))

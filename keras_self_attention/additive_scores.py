@@ -23,11 +23,8 @@ Which one a call uses is decided in `attention_plan`.
 import keras
 from keras import ops
 
+from keras_self_attention import attention_plan
 from keras_self_attention.attention_ops import block_count, pad_to_multiple
-
-# The loop of `blocked_additive_scores` holds about this many elements of the
-# hidden tensor of one sequence at once.
-ADDITIVE_BLOCK_ELEMENTS = 2**17
 
 
 def _hidden(queries, keys):
@@ -136,14 +133,16 @@ def per_unit_additive_scores(queries, keys, kernel):
 
 
 def rows_per_block(units, size):
-    """Rows of the hidden tensor per loop step: about a megabyte a sequence.
+    """Rows of the hidden tensor per loop step.
 
-    `size` is the number of keys, if known; `None` or a symbolic size (JAX
-    export) counts as 2048.
+    About `attention_plan.block_elements()` elements a sequence (half a
+    megabyte on a CPU). `size` is the number of keys, if known; `None` or a
+    symbolic size (JAX export) counts as 2048.
     """
     if not isinstance(size, int):
         size = 2048
-    return max(1, ADDITIVE_BLOCK_ELEMENTS // (units * max(1, size)))
+    elements = attention_plan.block_elements()
+    return max(1, elements // (units * max(1, size)))
 
 
 @ops.custom_gradient

@@ -68,7 +68,10 @@ Every function here works on Python ints; `None` stands for a size not known
 when the graph is traced.
 """
 
+import functools
+
 import keras
+from keras import ops
 
 from keras_self_attention.attention_ops import band_block
 
@@ -81,22 +84,48 @@ from keras_self_attention.attention_ops import band_block
 # T = 724: dense 220 ms against loop 237 ms; T = 1024: 574 against 502,
 # 0.51: 675). On JAX and PyTorch the loop already wins at batch 32,
 # T = 500 (JAX 0.79 s against 1.01 s dense, PyTorch 1.59 s against 2.29 s).
-DENSE_HIDDEN_ELEMENTS = {"tensorflow": 2**28, "jax": 2**26, "torch": 2**26}
+# On a GPU (`"accelerator"`, any backend) the loop's steps run one after
+# another where the dense kernel fills the device: PyTorch on an H100,
+# batch 32, T = 500, a training step took 15.6 ms dense (2.9 GB peak)
+# against 87 ms in the loop; the budget keeps the same 3 GB peak.
+DENSE_HIDDEN_ELEMENTS = {
+    "tensorflow": 2**28,
+    "jax": 2**26,
+    "torch": 2**26,
+    "accelerator": 2**28,
+}
 # Inference keeps only the tensor itself.
 DENSE_INFERENCE_ELEMENTS = 2**29
 
+# Elements of the hidden tensor per sequence in one step of the blocked
+# loop: cache-sized on a CPU; on a GPU a step must fill the device (PyTorch
+# on an H100, batch 8, T = 2048: 1.09 s a training step with the CPU's
+# two query rows a step, against 26 ms dense).
+BLOCK_ELEMENTS = {"cpu": 2**17, "accelerator": 2**22}
+
 # The band path is taken once `T` is this many windows long (additive) or
 # this many key blocks of `band_block(w) + w - 1` long (multiplicative).
+# On a GPU the dense scores stay faster for much longer (PyTorch on an H100,
+# width 15, training steps: additive, batch 8, dense 9.9 ms against band
+# 27.5 ms at T = 1024, 29 against 20 at T = 2048; multiplicative, batch 32,
+# T = 500, 9.6 against 15.6, batch 8, T = 2048, 6.6 against 8.4).
 BAND_CROSSOVER = {
     "tensorflow": {"additive": 6.5, "multiplicative": 3.2},
     "jax": {"additive": 3.5, "multiplicative": 2.0},
     "torch": {"additive": 2.5, "multiplicative": 1.9},
+    "accelerator": {"additive": 100, "multiplicative": 32},
 }
 
 # Global multiplicative attention without weights takes the fused op from
-# this length on (measured crossovers: JAX about 350, TensorFlow and PyTorch
-# above 1000).
-FUSED_MIN_LENGTH = {"tensorflow": 1024, "jax": 384, "torch": 1024}
+# this length on (measured crossovers on a CPU: JAX about 350, TensorFlow
+# and PyTorch above 1000; on an H100, PyTorch, batch 32: 5.3 ms fused
+# against 5.0 ms dense at T = 256, 6.8 against 8.2 at T = 500).
+FUSED_MIN_LENGTH = {
+    "tensorflow": 1024,
+    "jax": 384,
+    "torch": 1024,
+    "accelerator": 512,
+}
 
 # Wider windows are computed densely: the band path unrolls one step per
 # window slot.
@@ -113,6 +142,40 @@ PATHS = (
 )
 
 
+@functools.cache
+def on_accelerator():
+    """Whether Keras computes on a GPU or TPU rather than on the CPU.
+
+    Read once per process, from Keras's default device: the one listed first
+    (JAX, TensorFlow), or where a new tensor is placed (PyTorch, whose
+    backend lists no devices).
+    """
+    try:
+        device = keras.distribution.list_devices()[0]
+    except (AttributeError, IndexError, NotImplementedError):
+        device = str(getattr(ops.convert_to_tensor(0.0), "device", "cpu"))
+    # "gpu:0", "cuda:0", "tpu:0" against "cpu:0", TensorFlow's
+    # ".../device:CPU:0" or JAX's "TFRT_CPU_0".
+    return "cpu" not in str(device).lower()
+
+
+def measured(table, default):
+    """This device's entry of one of the tables above.
+
+    The `"accelerator"` entry on a GPU or TPU, else the backend's own CPU
+    measurement, else `default` (Keras's numpy and OpenVINO backends, which
+    the project does not measure).
+    """
+    if "accelerator" in table and on_accelerator():
+        return table["accelerator"]
+    return table.get(keras.backend.backend(), default)
+
+
+def block_elements():
+    """Elements per sequence in one step of the blocked loop."""
+    return BLOCK_ELEMENTS["accelerator" if on_accelerator() else "cpu"]
+
+
 def dense_hidden_fits(batch_size, length, units, training=True):
     """Whether the whole additive hidden tensor fits the memory budget.
 
@@ -122,7 +185,7 @@ def dense_hidden_fits(batch_size, length, units, training=True):
     """
     budget = DENSE_INFERENCE_ELEMENTS
     if training is not False:
-        budget = DENSE_HIDDEN_ELEMENTS.get(keras.backend.backend(), 2**26)
+        budget = measured(DENSE_HIDDEN_ELEMENTS, 2**26)
     return batch_size * length * length * units <= budget
 
 
@@ -135,14 +198,12 @@ def hidden_reduction(training):
 
 def fused_min_length():
     """The shortest `T` for which the fused op beats the dense path."""
-    return FUSED_MIN_LENGTH.get(keras.backend.backend(), 1024)
+    return measured(FUSED_MIN_LENGTH, 1024)
 
 
 def band_min_length(attention_type, attention_width):
     """The shortest `T` for which the band beats the dense scores."""
-    factors = BAND_CROSSOVER.get(
-        keras.backend.backend(), BAND_CROSSOVER["tensorflow"]
-    )
+    factors = measured(BAND_CROSSOVER, BAND_CROSSOVER["tensorflow"])
     if attention_type == "additive":
         span = attention_width
     else:

@@ -134,7 +134,7 @@ def test_blocked_additive_path_matches_dense(
     # One hidden unit per block, or all rows in one; and the run-time choice
     # pushed onto the loop.
     monkeypatch.setattr(
-        additive_scores, "ADDITIVE_BLOCK_ELEMENTS", block_elements
+        attention_plan, "block_elements", lambda: block_elements
     )
     monkeypatch.setattr(attention_plan, "dense_hidden_fits", lambda *_: False)
     compare_with_dense(layer, x, mask, rng, path=path)
@@ -171,7 +171,9 @@ def test_run_time_choice_runs_the_kernel_that_fits(
         assert np.allclose(output, expected, atol=1e-6) == fits
 
 
-def test_path_choice():
+def test_path_choice(monkeypatch):
+    # The CPU's cost model (on a GPU, see the next test).
+    monkeypatch.setattr(attention_plan, "on_accelerator", lambda: False)
     add = SeqSelfAttention
     mul = dict(attention_type="multiplicative")
     small, large = (32, 50, 128), (8, 2048, 64)
@@ -228,6 +230,58 @@ def test_path_choice():
     huge = add(attention_width=10**9, history_only=True)
     assert path_of(huge, (None, None, 4)) == "dense_or_blocked"
     assert path_of(huge, (2, 10, 4)) == "dense"
+
+
+def test_path_choice_on_an_accelerator(monkeypatch):
+    monkeypatch.setattr(attention_plan, "on_accelerator", lambda: True)
+    add = SeqSelfAttention
+    mul = dict(attention_type="multiplicative")
+    # On every backend: the dense kernel up to the 3 GB budget, then a loop
+    # of large blocks (the CPU's blocks are two query rows at T = 2048).
+    assert path_of(add(), (32, 500, 128)) == "dense"
+    assert path_of(add(), (8, 2048, 64)) == "blocked"
+    assert additive_scores.rows_per_block(32, 2048) == 64
+    # The band only from 100 windows (additive) or 32 key blocks on.
+    assert path_of(add(attention_width=15), (1, 1499, 64)) == "dense"
+    # (batch 8 there is beyond the dense budget: the loop of large blocks)
+    assert path_of(add(attention_width=15), (8, 1499, 64)) == "blocked"
+    assert path_of(add(attention_width=15), (8, 1500, 64)) == "band"
+    assert path_of(add(attention_width=15, **mul), (8, 2495, 64)) == "dense"
+    assert path_of(add(attention_width=15, **mul), (8, 2496, 64)) == "band"
+    # The fused op from T = 512.
+    assert path_of(add(**mul), (32, 511, 128)) == "dense"
+    assert path_of(add(**mul), (32, 512, 128)) == "fused"
+    monkeypatch.setattr(attention_plan, "on_accelerator", lambda: False)
+    assert additive_scores.rows_per_block(32, 2048) == 2
+
+
+@pytest.mark.parametrize(
+    "devices,expected",
+    [(["gpu:0", "gpu:1"], True), (["tpu:0"], True), (["cpu:0"], False)],
+)
+def test_on_accelerator_reads_keras_default_device(
+    monkeypatch, devices, expected
+):
+    monkeypatch.setattr(keras.distribution, "list_devices", lambda: devices)
+    attention_plan.on_accelerator.cache_clear()
+    try:
+        assert attention_plan.on_accelerator() is expected
+    finally:
+        attention_plan.on_accelerator.cache_clear()
+
+
+def test_on_accelerator_without_a_device_list(monkeypatch):
+    # PyTorch's backend lists no devices: where a new tensor goes decides.
+    # (The suite runs on CPUs.)
+    def no_list():
+        raise AttributeError("'NoneType' object has no attribute")
+
+    monkeypatch.setattr(keras.distribution, "list_devices", no_list)
+    attention_plan.on_accelerator.cache_clear()
+    try:
+        assert attention_plan.on_accelerator() is False
+    finally:
+        attention_plan.on_accelerator.cache_clear()
 
 
 def test_choose_path_covers_every_path():

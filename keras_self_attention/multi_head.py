@@ -122,6 +122,10 @@ class MultiHead(keras.layers.Layer):
             of them, one per `reg_index`. Defaults to `0.0`.
         **kwargs: base layer arguments, such as `name` and `dtype`.
 
+    Stateful heads (`SeqSelfAttention(stateful=True)`, `LSTM(stateful=True)`)
+    stream: each keeps its own state, and `reset_state()` resets them all.
+    A head that returns its state (`return_state=True`) is refused.
+
     Call arguments:
         inputs: a tensor of shape `(batch_size, ..., dim)`.
         mask: optional mask, passed on to the heads that take one.
@@ -179,6 +183,14 @@ class MultiHead(keras.layers.Layer):
                 "`layer` must be a layer or a non-empty list of distinct "
                 f"layers. Received: layer={layer!r}"
             )
+        for head in heads:
+            if getattr(head, "return_state", False):
+                raise ValueError(
+                    "`MultiHead` stacks one output per head, so a head "
+                    "cannot return its state; stream with stateful heads "
+                    "(`stateful=True`), each of which keeps its own. "
+                    f"Received: head {head.name!r} with return_state=True"
+                )
         check_positive_int("hidden_dim", hidden_dim, allow_none=True)
         check_bool("use_bias", use_bias)
         reg_index, reg_slice, reg_factor = _normalize_regularization(
@@ -299,6 +311,16 @@ class MultiHead(keras.layers.Layer):
         if self.reg_index is not None and any(self.reg_factor):
             self.add_loss(self._regularization())
         return ops.stack(outputs, axis=-1)
+
+    def reset_state(self):
+        """Starts a new stream in every stateful head."""
+        for head in self.layers:
+            if hasattr(head, "reset_state"):
+                head.reset_state()
+
+    def reset_states(self):
+        """The same as `reset_state` (the name Keras 2 used)."""
+        self.reset_state()
 
     def compute_output_shape(self, input_shape):
         # `compute_output_spec` also serves heads that only define `call`.

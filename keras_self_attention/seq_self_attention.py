@@ -11,6 +11,7 @@ from keras_self_attention import (
     attention_ops,
     attention_plan,
     call_inputs,
+    streaming,
 )
 from keras_self_attention.arguments import (
     check_bool,
@@ -73,6 +74,29 @@ class SeqSelfAttention(keras.layers.Layer):
             losses, over the real steps only: the rows and columns of padded
             steps are left out of `A` and `I` (0.51 counted them). A finite
             number. Defaults to `0.0`.
+        stateful: whether the layer streams: each call continues the
+            sequence of the last one, a chunk of one step or many, as
+            `LSTM(stateful=True)` does. Needs `history_only=True` and a
+            fixed batch size (`keras.Input(batch_shape=...)`); the state
+            (see `return_state`) lives in non-trainable variables that are
+            not among `weights`, and `reset_state()` starts a new stream.
+            Defaults to `False`.
+        return_state: whether a call also returns the stream's new state,
+            after the outputs (and weights): a list of four tensors, the
+            `keys` `(batch_size, size, key_dim)` (`x Wx` for additive
+            attention, `x` for multiplicative), the `values`
+            `(batch_size, size, dim)`, the `key_mask` `(batch_size, size)`
+            (1 for a real step) of the last `size` steps, oldest first, and
+            the `position` `(batch_size,)`, the number of steps seen;
+            `size` is `attention_width - 1`, or `max_length` without a
+            window. Pass it back as `initial_state`. Needs
+            `history_only=True`. Defaults to `False`.
+        max_length: the longest stream a streaming layer without
+            `attention_width` may see (its state keeps the whole history,
+            so it needs a bound); a call that would go past it raises a
+            `ValueError` (in a compiled function, where nothing can be
+            raised, the steps past it output NaN). Optional with a window.
+            Defaults to `None`.
         **kwargs: base layer arguments, such as `name` and `dtype`.
 
     Call arguments:
@@ -88,11 +112,24 @@ class SeqSelfAttention(keras.layers.Layer):
             loop; otherwise (`predict`, a direct call, an exported model)
             no loop is used, so every runtime can run the model. A custom
             training loop on long sequences should pass `training=True`.
+        initial_state: the state to continue a stream from (a list as
+            `return_state` gives it, or from `get_initial_state`); the call
+            then streams, whatever `stateful` and `return_state` say.
 
     Returns:
         A tensor of shape `(batch_size, T, dim)`; with `return_attention`,
         a tuple of it and the weights of shape `(batch_size, T, T)`, indexed
-        `[batch, query, key]`. The output mask is the input mask.
+        `[batch, query, key]`; with `return_state`, the four state tensors
+        follow. A streaming call's weights are over what its steps can see,
+        the state's `size` steps then the chunk's own: `(batch_size, T,
+        size + T)`. The output mask is the input mask.
+
+    A streaming call gives the outputs (and mask) that one call on the
+    whole stream gives, however the stream is cut into chunks; it computes
+    the chunk's scores against the state and the chunk densely, so one step
+    costs `O(size)` whatever the stream's length. The attention regularizer
+    needs whole sequences: a streaming call adds none, and training one with
+    the regularizer is a `ValueError` (train the non-streaming twin).
 
     Example:
 
@@ -121,6 +158,9 @@ class SeqSelfAttention(keras.layers.Layer):
         use_attention_bias=True,
         attention_activation=None,
         attention_regularizer_weight=0.0,
+        stateful=False,
+        return_state=False,
+        max_length=None,
         **kwargs,
     ):
         check_positive_int("units", units)
@@ -135,8 +175,11 @@ class SeqSelfAttention(keras.layers.Layer):
             ("history_only", history_only),
             ("use_additive_bias", use_additive_bias),
             ("use_attention_bias", use_attention_bias),
+            ("stateful", stateful),
+            ("return_state", return_state),
         ):
             check_bool(name, value)
+        check_positive_int("max_length", max_length, True)
         if (
             isinstance(attention_regularizer_weight, bool)
             or not isinstance(attention_regularizer_weight, numbers.Real)
@@ -185,7 +228,30 @@ class SeqSelfAttention(keras.layers.Layer):
             )
         )
         self.attention_regularizer_weight = float(attention_regularizer_weight)
+        self.stateful = stateful
+        self.return_state = return_state
+        self.max_length = max_length
         self.supports_masking = True
+        self._stream_state = None
+        if stateful:
+            self._check_streaming("stateful")
+        if return_state:
+            self._check_streaming("return_state")
+
+    def _check_streaming(self, argument):
+        """Raises unless this layer can stream; `argument` asked it to."""
+        if not self.history_only:
+            raise ValueError(
+                f"`{argument}` needs `history_only=True`: a layer that "
+                "attends to later steps cannot run before they arrive. "
+                "Received: history_only=False"
+            )
+        if self.attention_width is None and self.max_length is None:
+            raise ValueError(
+                "A stream without `attention_width` keeps its whole "
+                "history, so it needs `max_length`, the longest stream it "
+                "may see. Received: max_length=None"
+            )
 
     def _kernel(self, name, shape):
         return self.add_weight(
@@ -232,6 +298,89 @@ class SeqSelfAttention(keras.layers.Layer):
         if self.use_attention_bias:
             self.ba = self._bias("ba", (1,))
         self.input_spec = keras.layers.InputSpec(ndim=3, axes={-1: dim})
+        if self.stateful:
+            self._build_stream_state(input_shape)
+
+    def _key_dim(self):
+        if self.attention_type == self.ATTENTION_TYPE_ADD:
+            return self.units
+        return self.input_spec.axes[-1]
+
+    def _state_size(self):
+        return streaming.state_size(self.attention_width, self.max_length)
+
+    def _build_stream_state(self, input_shape):
+        batch_size = input_shape[0]
+        if batch_size is None:
+            raise ValueError(
+                "`stateful=True` needs a fixed batch size: build the model on "
+                "`keras.Input(batch_shape=(batch_size, T, dim))`. "
+                f"Received: input_shape={tuple(input_shape)}"
+            )
+        shapes = streaming.state_shapes(
+            batch_size, self._state_size(), self._key_dim(), input_shape[-1]
+        )
+        self._stream_state = [
+            self.add_weight(
+                name=f"stream_{name}",
+                shape=shape,
+                initializer="zeros",
+                dtype="int32" if name == "position" else None,
+                trainable=False,
+            )
+            for name, shape in zip(streaming.STATE_NAMES, shapes, strict=True)
+        ]
+
+    @property
+    def weights(self):
+        # A stream's state is not a weight: weights copy between a stateful
+        # layer and its non-stateful twin, and load from 0.51's files.
+        state = {id(variable) for variable in self._stream_state or ()}
+        return [w for w in super().weights if id(w) not in state]
+
+    def save_own_variables(self, store):
+        for index, variable in enumerate(self.weights):
+            store[f"{index}"] = variable
+
+    def load_own_variables(self, store):
+        weights = self.weights
+        if len(store.keys()) != len(weights):
+            raise ValueError(
+                f"Layer {self.name!r} expected {len(weights)} variables, "
+                f"but received {len(store.keys())} variables during loading. "
+                f"Expected: {[w.name for w in weights]}"
+            )
+        for index, variable in enumerate(weights):
+            variable.assign(store[f"{index}"])
+
+    def get_initial_state(self, batch_size):
+        """The state of a stream that has seen nothing yet.
+
+        A list of four zero tensors (see `return_state`) to pass as
+        `initial_state`; the layer must be built, and able to stream.
+        """
+        self._check_streaming("get_initial_state")
+        if not self.built:
+            raise ValueError(
+                "`get_initial_state` needs a built layer (call it once, or "
+                "`build((batch_size, T, dim))`), which knows `dim`."
+            )
+        return streaming.initial_state(
+            batch_size,
+            self._state_size(),
+            self._key_dim(),
+            self.input_spec.axes[-1],
+            self.compute_dtype,
+        )
+
+    def reset_state(self):
+        """Starts a new stream (a stateful layer; otherwise does nothing)."""
+        for variable in self._stream_state or ():
+            variable.assign(ops.zeros(variable.shape, variable.dtype))
+
+    def reset_states(self):
+        """The same as `reset_state` (the name Keras 2 used)."""
+        self.reset_state()
 
     def _attention_path(self, inputs, training=True):
         """How to compute this call: one of `attention_plan.PATHS`.
@@ -402,9 +551,145 @@ class SeqSelfAttention(keras.layers.Layer):
         batch_size, length = ops.shape(inputs)[:2]
         return outputs, ops.zeros((batch_size, length, length), inputs.dtype)
 
-    def call(self, inputs, mask=None, training=None):
+    def _check_stream_state(self, state, inputs):
+        """`state` as a list of four tensors, or a `ValueError`."""
+        expected = streaming.state_shapes(
+            inputs.shape[0],
+            self._state_size(),
+            self._key_dim(),
+            inputs.shape[-1],
+        )
+        if not isinstance(state, (list, tuple)) or len(state) != 4:
+            raise ValueError(
+                "`initial_state` must be a list of 4 tensors (keys, values, "
+                "key_mask, position), as `return_state` and "
+                "`get_initial_state` give it. "
+                f"Received: initial_state={state!r}"
+            )
+        for tensor, shape in zip(state, expected, strict=True):
+            actual = tuple(tensor.shape)
+            if len(actual) != len(shape) or any(
+                a is not None and e is not None and a != e
+                for a, e in zip(actual, shape, strict=True)
+            ):
+                raise ValueError(
+                    "`initial_state` must have the shapes "
+                    f"{[tuple(e) for e in expected]} for inputs of shape "
+                    f"{tuple(inputs.shape)}. Received: initial_state shapes "
+                    f"{[tuple(t.shape) for t in state]}"
+                )
+        return list(state)
+
+    def _check_stream_length(self, position, length):
+        """Raises if this chunk takes an eager stream past `max_length`."""
+        if self.max_length is None:
+            return
+        try:
+            seen = int(ops.convert_to_numpy(ops.max(position)))
+            length = int(length)
+        except (AttributeError, NotImplementedError, TypeError, ValueError):
+            return  # a traced call: the steps past the bound output NaN
+        if seen + length > self.max_length:
+            raise ValueError(
+                f"This stream has seen {seen} steps; {length} more would go "
+                f"past `max_length`. Start a new stream (`reset_state()`, "
+                "or `get_initial_state`) or raise `max_length`. "
+                f"Received: max_length={self.max_length}"
+            )
+
+    def _stream(self, inputs, mask, training, initial_state):
+        """One chunk of a stream: outputs, weights and the new state."""
+        self._check_streaming("initial_state")
+        if training is True and self.attention_regularizer_weight > 0:
+            raise ValueError(
+                "A streaming call cannot compute the attention regularizer, "
+                "which needs whole sequences: train the layer without "
+                "`stateful`, `return_state` or `initial_state`. Received: "
+                f"attention_regularizer_weight="
+                f"{self.attention_regularizer_weight}"
+            )
+        batch_size, length = ops.shape(inputs)[:2]
+        if initial_state is not None:
+            state = self._check_stream_state(initial_state, inputs)
+        elif self.stateful:
+            state = self._stream_state
+            expected = state[0].shape[0]
+            if inputs.shape[0] is not None and inputs.shape[0] != expected:
+                raise ValueError(
+                    "A stateful layer streams a fixed batch of "
+                    f"{expected} sequences: the batch size cannot change "
+                    f"mid-stream. Received: inputs.shape={inputs.shape}"
+                )
+        else:
+            state = self.get_initial_state(batch_size)
+        self._check_stream_length(state[3], length)
+        inputs = call_inputs.zero_padding(inputs, mask)
+        if mask is None:
+            real = ops.ones((batch_size, length), inputs.dtype)
+        else:
+            real = ops.cast(mask, inputs.dtype)
+        if self.attention_type == self.ATTENTION_TYPE_ADD:
+            queries, keys = self._queries_and_keys(inputs)
+        else:
+            dtype = attention_ops.softmax_dtype(inputs.dtype)
+            keys = ops.cast(inputs, dtype)
+            queries = ops.matmul(keys, ops.cast(self.Wa, dtype))
+        all_keys, all_values, all_real = streaming.extend(
+            state, keys, inputs, real
+        )
+        if self.attention_type == self.ATTENTION_TYPE_ADD:
+            scores = additive_scores.dense_additive_scores(
+                queries,
+                all_keys,
+                ops.squeeze(self.Wa, -1),
+                attention_plan.hidden_reduction(training),
+            )
+        else:
+            scores = ops.matmul(queries, ops.transpose(all_keys, (0, 2, 1)))
+        size = self._state_size()
+        allowed = streaming.allowed_keys(
+            size, length, self.attention_width or size + 1, all_real
+        )
+        weights = ops.cast(
+            attention_ops.masked_softmax(self._finish_scores(scores), allowed),
+            inputs.dtype,
+        )
+        outputs = ops.matmul(weights, all_values)
+        if self.max_length is not None:
+            steps = ops.expand_dims(state[3], 1) + ops.expand_dims(
+                attention_ops.positions(length), 0
+            )
+            outputs = ops.where(
+                ops.expand_dims(steps < self.max_length, -1),
+                outputs,
+                ops.full_like(outputs, float("nan")),
+            )
+        new_state = streaming.advance(
+            [
+                ops.cast(tensor, self.compute_dtype)
+                for tensor in (all_keys, all_values, all_real)
+            ],
+            state[3],
+            length,
+            size,
+        )
+        if self.stateful and initial_state is None:
+            for variable, value in zip(
+                self._stream_state, new_state, strict=True
+            ):
+                variable.assign(ops.cast(value, variable.dtype))
+        results = [outputs]
+        if self.return_attention:
+            results.append(weights)
+        if self.return_state:
+            results.extend(new_state)
+        return results[0] if len(results) == 1 else tuple(results)
+
+    def call(self, inputs, mask=None, training=None, initial_state=None):
         inputs = call_inputs.float_inputs(inputs, self.compute_dtype)
         call_inputs.check_mask("SeqSelfAttention", mask, inputs)
+        if self.stateful or self.return_state or initial_state is not None:
+            return self._stream(inputs, mask, training, initial_state)
         if 0 in attention_ops.static_shape(inputs)[:2]:
             return self._empty_outputs(inputs)
         # Padded steps are read as zeros: what they hold cannot matter.
@@ -437,15 +722,48 @@ class SeqSelfAttention(keras.layers.Layer):
             )
         return outputs, weights
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape, initial_state_shape=None):
+        batch_size, length = input_shape[0], input_shape[1]
+        shapes = [tuple(input_shape)]
+        streams = self.stateful or self.return_state
+        streams = streams or initial_state_shape is not None
+        keys = length
+        if streams and length is not None:
+            keys = self._state_size() + length
         if self.return_attention:
-            batch_size, length = input_shape[0], input_shape[1]
-            return tuple(input_shape), (batch_size, length, length)
-        return tuple(input_shape)
+            shapes.append((batch_size, length, keys))
+        if self.return_state:
+            shapes.extend(
+                streaming.state_shapes(
+                    batch_size,
+                    self._state_size(),
+                    self._key_dim(),
+                    input_shape[-1],
+                )
+            )
+        return shapes[0] if len(shapes) == 1 else tuple(shapes)
+
+    def compute_output_spec(
+        self, inputs, mask=None, training=None, initial_state=None
+    ):
+        shapes = self.compute_output_shape(
+            inputs.shape,
+            None if initial_state is None else [s.shape for s in initial_state],
+        )
+        if not isinstance(shapes[0], tuple):
+            return keras.KerasTensor(shapes, self.compute_dtype)
+        specs = [
+            keras.KerasTensor(shape, self.compute_dtype) for shape in shapes
+        ]
+        if self.return_state:
+            # The position counts steps.
+            specs[-1] = keras.KerasTensor(shapes[-1], "int32")
+        return tuple(specs)
 
     def compute_mask(self, inputs, mask=None):
-        if self.return_attention:
-            return mask, None
+        extra = int(self.return_attention) + 4 * int(self.return_state)
+        if extra:
+            return (mask,) + (None,) * extra
         return mask
 
     def get_config(self):
@@ -485,6 +803,9 @@ class SeqSelfAttention(keras.layers.Layer):
                 "attention_regularizer_weight": (
                     self.attention_regularizer_weight
                 ),
+                "stateful": self.stateful,
+                "return_state": self.return_state,
+                "max_length": self.max_length,
             }
         )
         return config

@@ -1,11 +1,13 @@
 """Per-step latency of a streaming `SeqSelfAttention` against recomputing.
 
 A stateful causal layer (`history_only=True`, `attention_width=64`, dim 128,
-units 32) is fed a stream in `predict_on_batch` calls: chunks carry it to
-stream positions 100, 10 000 and 100 000, where the median time of one-step
-calls is taken. At position 10 000 the same step is also computed the way
-a layer that cannot stream must: one call of the non-stateful layer over
-the whole history (10 001 steps, on its band path). Each backend runs in a
+units 32) is fed a stream in `predict_on_batch` calls: chunks carry one
+stream to each of the positions 100, 10 000 and 100 000, then the streams
+take turns for one-step calls, whose median times are taken. At position
+10 000 the same step is also computed the way a layer that cannot stream
+must: one call of the non-stateful layer over the whole history (10 001
+steps, on its band path). Beside them, the same call of a model that
+returns its input: what Keras itself costs a call. Each backend runs in a
 fresh process; this checkout's package is imported, never another copy.
 
 Usage:
@@ -59,7 +61,24 @@ def median_ms(step, repeats, warmup=3):
     return 1000 * statistics.median(times)
 
 
+def stateful_twin(package, layer, batch):
+    import keras
+
+    streamer = package.SeqSelfAttention.from_config(
+        {**layer.get_config(), "stateful": True}
+    )
+    inputs = keras.Input(batch_shape=(batch, None, DIM))
+    model = keras.Model(inputs, streamer(inputs))
+    streamer.set_weights(layer.get_weights())
+    return model
+
+
 def worker(args):
+    """One stream per position, filled there, then timed taking turns.
+
+    Taking turns step by step spreads the machine's slow moments over all
+    positions alike, so that their ratios hold on a noisy machine.
+    """
     import keras
     import numpy as np
 
@@ -70,37 +89,43 @@ def worker(args):
             units=UNITS, attention_width=WIDTH, history_only=True
         )
         layer.build((None, None, DIM))
-        streamer = package.SeqSelfAttention.from_config(
-            {**layer.get_config(), "stateful": True}
-        )
-        inputs = keras.Input(batch_shape=(batch, None, DIM))
-        model = keras.Model(inputs, streamer(inputs))
-        streamer.set_weights(layer.get_weights())
         whole = keras.Sequential([keras.Input((None, DIM)), layer])
         step = rng.standard_normal((batch, 1, DIM)).astype("float32")
         chunk_size = fill_chunk(batch)
         chunk = rng.standard_normal((batch, chunk_size, DIM)).astype("float32")
-        position = 0
-        for target in sorted(args.positions):
+        positions = sorted(args.positions)
+        models, fill_s = [], []
+        for target in positions:
+            model = stateful_twin(package, layer, batch)
             start = time.perf_counter()
-            while target - position >= chunk_size:
+            filled = 0
+            while target - filled >= chunk_size:
                 model.predict_on_batch(chunk)
-                position += chunk_size
-            while position < target:
+                filled += chunk_size
+            while filled < target:
                 model.predict_on_batch(step)
-                position += 1
-            fill_s = time.perf_counter() - start
-            latency = median_ms(
-                lambda model=model, step=step: model.predict_on_batch(step),
-                args.repeats,
-            )
-            position += args.repeats + 3
+                filled += 1
+            fill_s.append(time.perf_counter() - start)
+            models.append(model)
+        # Keras's own cost of a call, the floor of any step: a model that
+        # returns its input, timed in the same turns.
+        inputs = keras.Input(batch_shape=(batch, None, DIM))
+        floor = keras.Model(inputs, keras.layers.Identity()(inputs))
+        times = [[] for _ in range(len(models) + 1)]
+        for index in range(3 + args.repeats):
+            for number, model in enumerate([*models, floor]):
+                start = time.perf_counter()
+                model.predict_on_batch(step)
+                if index >= 3:
+                    times[number].append(time.perf_counter() - start)
+        for number, target in enumerate(positions):
             result = {
                 "backend": keras.backend.backend(),
                 "batch": batch,
                 "position": target,
-                "step_ms": latency,
-                "fill_s": fill_s,
+                "step_ms": 1000 * statistics.median(times[number]),
+                "keras_call_ms": 1000 * statistics.median(times[-1]),
+                "fill_s": fill_s[number],
             }
             if target == args.recompute_at:
                 history = rng.standard_normal((batch, target + 1, DIM)).astype(
@@ -110,7 +135,7 @@ def worker(args):
                     lambda whole=whole, history=history: whole.predict_on_batch(
                         history
                     ),
-                    max(3, args.repeats // 10),
+                    max(3, args.repeats // 20),
                     warmup=1,
                 )
             print("RESULT " + json.dumps(result), flush=True)
@@ -119,8 +144,9 @@ def worker(args):
 def table(results):
     lines = [
         "| backend | batch | position | one step (streaming) | "
-        "recompute the history | recompute / step |",
-        "|---|---|---|---|---|---|",
+        "recompute the history | recompute / step | "
+        "an identity model's call |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in results:
         recompute = r.get("recompute_ms")
@@ -132,6 +158,7 @@ def table(results):
                 if recompute
                 else "— | — |"
             )
+            + f" {r['keras_call_ms']:.2f} ms |"
         )
     return "\n".join(lines)
 
@@ -145,7 +172,7 @@ def main(argv=None):
         "--positions", nargs="+", type=int, default=[100, 10_000, 100_000]
     )
     parser.add_argument("--recompute-at", type=int, default=10_000)
-    parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--repeats", type=int, default=200)
     parser.add_argument("--output", default=os.path.join(HERE, "results"))
     raw = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(raw)

@@ -648,9 +648,12 @@ class SeqSelfAttention(keras.layers.Layer):
             scores = ops.matmul(queries, ops.transpose(all_keys, (0, 2, 1)))
         size = self._state_size()
         allowed = streaming.allowed_keys(
-            size, length, self.attention_width or size + 1, all_real
+            size,
+            attention_ops.static_size(inputs.shape[1]) or length,
+            self.attention_width or size + 1,
+            all_real,
         )
-        weights = ops.cast(
+        weights = streaming.cast(
             attention_ops.masked_softmax(self._finish_scores(scores), allowed),
             inputs.dtype,
         )
@@ -666,7 +669,7 @@ class SeqSelfAttention(keras.layers.Layer):
             )
         new_state = streaming.advance(
             [
-                ops.cast(tensor, self.compute_dtype)
+                streaming.cast(tensor, self.compute_dtype)
                 for tensor in (all_keys, all_values, all_real)
             ],
             state[3],
@@ -677,7 +680,7 @@ class SeqSelfAttention(keras.layers.Layer):
             for variable, value in zip(
                 self._stream_state, new_state, strict=True
             ):
-                variable.assign(ops.cast(value, variable.dtype))
+                variable.assign(streaming.cast(value, variable.dtype))
         results = [outputs]
         if self.return_attention:
             results.append(weights)

@@ -15,6 +15,8 @@ concatenation; the new state is its last `size` rows. No result depends on
 how the stream is cut into chunks.
 """
 
+import keras
+import numpy as np
 from keras import ops
 
 from keras_self_attention.attention_ops import positions
@@ -48,13 +50,24 @@ def initial_state(batch_size, size, key_dim, value_dim, dtype):
     ]
 
 
+def cast(tensor, dtype):
+    """`tensor` as `dtype`, with no op when it is one already.
+
+    A one-step call is a few dozen small ops, each with a fixed dispatch
+    cost (PyTorch), so the casts that change nothing are left out.
+    """
+    if keras.backend.standardize_dtype(tensor.dtype) == (
+        keras.backend.standardize_dtype(dtype)
+    ):
+        return tensor
+    return ops.cast(tensor, dtype)
+
+
 def extend(state, keys, values, real):
     """The state's keys, values and key mask followed by the chunk's."""
-    state_keys, state_values, state_real, _ = state
-    return (
-        ops.concatenate([ops.cast(state_keys, keys.dtype), keys], axis=1),
-        ops.concatenate([ops.cast(state_values, values.dtype), values], 1),
-        ops.concatenate([ops.cast(state_real, real.dtype), real], axis=1),
+    return tuple(
+        ops.concatenate([cast(old, new.dtype), new], axis=1)
+        for old, new in zip(state[:3], (keys, values, real), strict=True)
     )
 
 
@@ -73,12 +86,20 @@ def allowed_keys(size, length, window, real):
         `size + i`) sees rows `size + i - window < j <= size + i` that are
         real.
     """
+    real = ops.expand_dims(real > 0, 1)
+    if isinstance(length, int):
+        # Known when traced (one step, say): the window is a constant, and
+        # for a single step it holds every row.
+        rows = np.arange(length + size)
+        queries = np.arange(length)[:, None] + size
+        inside = (rows <= queries) & (rows > queries - window)
+        if inside.all():
+            return real
+        return ops.logical_and(ops.convert_to_tensor(inside[None]), real)
     queries = ops.expand_dims(positions(length), 1) + size
     keys = ops.expand_dims(positions(length + size), 0)
     inside = ops.logical_and(keys <= queries, keys > queries - window)
-    return ops.logical_and(
-        ops.expand_dims(inside, 0), ops.expand_dims(real > 0, 1)
-    )
+    return ops.logical_and(ops.expand_dims(inside, 0), real)
 
 
 def advance(extended, position, length, size):
@@ -87,4 +108,4 @@ def advance(extended, position, length, size):
         rows = [tensor[:, :0] for tensor in extended]
     else:
         rows = [tensor[:, -size:] for tensor in extended]
-    return [*rows, position + ops.cast(length, "int32")]
+    return [*rows, position + length]

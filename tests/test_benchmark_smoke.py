@@ -33,3 +33,30 @@ def test_benchmark_smoke(tmp_path):
     # One row per configuration and length, with ours and MHA side by side.
     assert len(rows) == 2
     assert rows[0].startswith(f"| {backend} | additive width 15 | 16 |")
+
+
+def test_streaming_benchmark_smoke(tmp_path):
+    backend = keras.backend.backend()
+    done = run_python(
+        os.path.join(ROOT, "benchmarks", "streaming.py"),
+        "--backends",
+        backend,
+        "--batches",
+        "2",
+        "--positions",
+        "3",
+        "70",
+        "--recompute-at",
+        "70",
+        "--repeats",
+        "2",
+        "--output",
+        tmp_path,
+        timeout=600,
+    )
+    with open(tmp_path / "streaming.json") as f:
+        results = json.load(f)
+    assert [(r["batch"], r["position"]) for r in results] == [(2, 3), (2, 70)]
+    assert all(r["step_ms"] > 0 and r["keras_call_ms"] > 0 for r in results)
+    assert "recompute_ms" in results[1] and "recompute_ms" not in results[0]
+    assert f"| {backend} | 2 | 70 |" in done.stdout

@@ -64,6 +64,13 @@ The cost model, measured on TensorFlow, JAX and PyTorch on a 2-core CPU
   25.5 at `T = 100`, 80 against 38 at `T = 200`). A width above
   `MAX_BAND_WIDTH` is never unrolled.
 
+On a GPU or TPU (`on_accelerator`, Keras's default device) each table's
+`"accelerator"` entry applies instead, measured with PyTorch and JAX on an
+H100: the loop's steps run one after another while the dense kernel fills
+the device, so the dense kernel goes further, the loop takes blocks large
+enough to fill the device (`BLOCK_ELEMENTS`), and the band and the fused op
+pay off only at much greater lengths.
+
 Every function here works on Python ints; `None` stands for a size not known
 when the graph is traced.
 """

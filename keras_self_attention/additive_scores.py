@@ -24,7 +24,12 @@ import keras
 from keras import ops
 
 from keras_self_attention import attention_plan
-from keras_self_attention.attention_ops import block_count, pad_to_multiple
+from keras_self_attention.attention_ops import (
+    block_count,
+    pad_to_multiple,
+    window_padding,
+    window_slots,
+)
 
 
 def _hidden(queries, keys):
@@ -231,6 +236,68 @@ def blocked_additive_scores(queries, keys, kernel):
     return _blocked_scores(queries, keys, ops.expand_dims(kernel, -1))
 
 
+def _band_scores(attention_width):
+    """Band scores over keys padded to a full window, with a written gradient.
+
+    Slot `j` of every query's window is the padded keys `j : j + T`. The
+    gradient recomputes each slot's `tanh` and adds its key gradient into
+    one padded accumulator, a slot after another: automatic differentiation
+    kept a key gradient per slot alive for one sum at the end, `w` tensors
+    the size of the keys.
+    """
+
+    @ops.custom_gradient
+    def scores(queries, padded_keys, kernel):
+        length = ops.shape(queries)[1]
+
+        def hidden(slot):
+            return ops.tanh(queries + padded_keys[:, slot : slot + length])
+
+        band = ops.stack(
+            [
+                ops.sum(hidden(slot) * kernel, axis=-1)
+                for slot in range(attention_width)
+            ],
+            axis=-1,
+        )
+
+        def grad(*args, upstream=None):
+            if upstream is None:
+                (upstream,) = args
+            upstream = ops.cast(upstream, queries.dtype)
+            d_queries = d_kernel = None
+            d_keys = ops.zeros_like(padded_keys)
+            for slot in range(attention_width):
+                slot_queries = queries
+                if d_queries is not None:
+                    # Not before the last slot's gradient is in: a graph
+                    # would otherwise run the slots side by side and keep
+                    # their temporaries alive together.
+                    slot_queries = queries + 0.0 * d_queries[:, :1, :1]
+                slot_hidden = ops.tanh(
+                    slot_queries + padded_keys[:, slot : slot + length]
+                )
+                slot_upstream = upstream[:, :, slot : slot + 1]
+                d_hidden = (
+                    slot_upstream * kernel * (1.0 - slot_hidden * slot_hidden)
+                )
+                d_keys = d_keys + ops.pad(
+                    d_hidden,
+                    [(0, 0), (slot, attention_width - 1 - slot), (0, 0)],
+                )
+                d_slot_kernel = ops.sum(slot_upstream * slot_hidden, (0, 1))
+                if d_queries is None:
+                    d_queries, d_kernel = d_hidden, d_slot_kernel
+                else:
+                    d_queries = d_queries + d_hidden
+                    d_kernel = d_kernel + d_slot_kernel
+            return d_queries, d_keys, d_kernel
+
+        return band, grad
+
+    return scores
+
+
 def _slot_scores(queries, keys, kernel):
     return ops.sum(ops.tanh(queries + keys) * kernel, axis=-1)
 
@@ -238,20 +305,34 @@ def _slot_scores(queries, keys, kernel):
 _slot_scores_remat = keras.remat(_slot_scores)
 
 
-def band_additive_scores(queries, key_slots, kernel):
+def band_additive_scores(
+    queries, keys, kernel, attention_width, history_only, training=None
+):
     """Additive scores of a band, one window slot at a time.
+
+    In training (`training=True`, a gradient to take) the gradient is
+    written out (`_band_scores`); otherwise each slot is rematerialized, the
+    form every exporter follows.
 
     Args:
         queries: tensor of shape `(batch_size, T, units)`, the additive bias
             already added.
-        key_slots: list of `w` tensors of shape `(batch_size, T, units)`,
-            as `window_slots` returns them.
+        keys: tensor of shape `(batch_size, T, units)`.
         kernel: tensor of shape `(units,)`.
+        attention_width: the window's width `w`.
+        history_only: whether the window ends at the query.
+        training: Keras's training flag.
 
     Returns:
-        Scores of shape `(batch_size, T, w)`.
+        Scores of shape `(batch_size, T, w)`; slot `j` of query `t` scores
+        key `window_start(t) + j` (a zero key outside the sequence).
     """
-    return ops.stack(
-        [_slot_scores_remat(queries, keys, kernel) for keys in key_slots],
-        axis=-1,
-    )
+    if training is not True:
+        slots = window_slots(keys, attention_width, history_only)
+        return ops.stack(
+            [_slot_scores_remat(queries, slot, kernel) for slot in slots],
+            axis=-1,
+        )
+    before, after = window_padding(attention_width, history_only)
+    padded = ops.pad(keys, [(0, 0), (before, after), (0, 0)])
+    return _band_scores(attention_width)(queries, padded, kernel)

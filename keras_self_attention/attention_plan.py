@@ -60,9 +60,9 @@ The cost model, measured on TensorFlow, JAX and PyTorch on a 2-core CPU
   `T` is a few windows (additive) or a few key blocks (multiplicative) long:
   `BAND_CROSSOVER` holds those factors per backend, measured side by side
   with width 15, batch 32, dim 128 (e.g. a TensorFlow training step,
-  additive: dense 18.4 ms against band 24.1 ms at `T = 75`, 26.8 against
-  25.5 at `T = 100`, 80 against 38 at `T = 200`). A width above
-  `MAX_BAND_WIDTH` is never unrolled.
+  additive, with the band's written gradient: dense 7.3 ms against band
+  9.9 ms at `T = 50`, 13.4 against 12.3 at `T = 75`, 20.7 against 15.4 at
+  `T = 100`). A width above `MAX_BAND_WIDTH` is never unrolled.
 
 On a GPU or TPU (`on_accelerator`, Keras's default device) each table's
 `"accelerator"` entry applies instead, measured with PyTorch and JAX on an
@@ -117,7 +117,7 @@ BLOCK_ELEMENTS = {"cpu": 2**17, "accelerator": 2**22}
 # 27.5 ms at T = 1024, 29 against 20 at T = 2048; multiplicative, batch 32,
 # T = 500, 9.6 against 15.6, batch 8, T = 2048, 6.6 against 8.4).
 BAND_CROSSOVER = {
-    "tensorflow": {"additive": 6.5, "multiplicative": 3.2},
+    "tensorflow": {"additive": 5.0, "multiplicative": 3.2},
     "jax": {"additive": 3.5, "multiplicative": 2.0},
     "torch": {"additive": 2.5, "multiplicative": 1.9},
     "accelerator": {"additive": 100, "multiplicative": 32},

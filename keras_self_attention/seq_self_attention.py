@@ -479,15 +479,18 @@ class SeqSelfAttention(keras.layers.Layer):
         )
         return ops.matmul(weights, inputs), weights
 
-    def _band_attention(self, inputs, mask):
+    def _band_attention(self, inputs, mask, training):
         """Outputs and `(batch_size, T, w)` band weights of local attention."""
         width, history_only = self.attention_width, self.history_only
         if self.attention_type == self.ATTENTION_TYPE_ADD:
             queries, keys = self._queries_and_keys(inputs)
             scores = additive_scores.band_additive_scores(
                 queries,
-                attention_ops.window_slots(keys, width, history_only),
+                keys,
                 ops.squeeze(self.Wa, -1),
+                width,
+                history_only,
+                training,
             )
         else:
             dtype = attention_ops.softmax_dtype(inputs.dtype)
@@ -702,7 +705,7 @@ class SeqSelfAttention(keras.layers.Layer):
             return self._fused_outputs(inputs, mask)
         band = path == "band"
         if band:
-            outputs, weights = self._band_attention(inputs, mask)
+            outputs, weights = self._band_attention(inputs, mask, training)
         else:
             outputs, weights = self._dense_attention(
                 inputs, mask, path, training

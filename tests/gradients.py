@@ -5,8 +5,10 @@ import numpy as np
 from keras import ops
 
 
-def layer_gradients(layer, x, mask, cotangent):
+def layer_gradients(layer, x, mask, cotangent, training=None):
     """Output, loss and grads of `sum(cotangent * layer(x)) + layer losses`.
+
+    `training` is passed to the call (`True` takes the training paths).
 
     Returns `(output, [d/dx, d/dweight for each of layer.trainable_weights])`
     as numpy arrays.
@@ -27,7 +29,7 @@ def layer_gradients(layer, x, mask, cotangent):
         x = tf.convert_to_tensor(x)
         with tf.GradientTape() as tape:
             tape.watch(x)
-            output = layer(x, mask=mask)
+            output = layer(x, mask=mask, training=training)
             loss = loss_of(output, layer.losses)
         grads = tape.gradient(
             loss, [x] + [w.value for w in layer.trainable_weights]
@@ -40,13 +42,23 @@ def layer_gradients(layer, x, mask, cotangent):
 
         def compute(x, trainable):
             output, _ = layer.stateless_call(
-                trainable, fixed, x, mask=mask, return_losses=False
+                trainable,
+                fixed,
+                x,
+                mask=mask,
+                training=training,
+                return_losses=False,
             )
             return output
 
         def total(x, trainable):
             output, _, losses = layer.stateless_call(
-                trainable, fixed, x, mask=mask, return_losses=True
+                trainable,
+                fixed,
+                x,
+                mask=mask,
+                training=training,
+                return_losses=True,
             )
             return loss_of(output, losses)
 
@@ -61,7 +73,7 @@ def layer_gradients(layer, x, mask, cotangent):
         x = torch.tensor(x, requires_grad=True)
         for w in layer.trainable_weights:
             w.value.grad = None
-        output = layer(x, mask=mask)
+        output = layer(x, mask=mask, training=training)
         loss_of(output, layer.losses).backward()
         grads = [x.grad] + [w.value.grad for w in layer.trainable_weights]
     return ops.convert_to_numpy(output), [

@@ -46,14 +46,14 @@ def path_of(layer, shape, training=True):
     return layer._attention_path(keras.KerasTensor(shape), training)
 
 
-def compare_with_dense(layer, x, mask, rng, path=None):
+def compare_with_dense(layer, x, mask, rng, path=None, training=None):
     """`layer` (forced onto `path`, if given) against the dense path."""
     if path is not None:
         layer = forced(layer, path)
     cotangent = rng.standard_normal(x.shape).astype("float32")
-    output, grads = layer_gradients(layer, x, mask, cotangent)
+    output, grads = layer_gradients(layer, x, mask, cotangent, training)
     expected_output, expected_grads = layer_gradients(
-        forced(layer, "dense"), x, mask, cotangent
+        forced(layer, "dense"), x, mask, cotangent, training
     )
     np.testing.assert_allclose(output, expected_output, rtol=1e-5, atol=1e-5)
     assert len(grads) == len(expected_grads)
@@ -72,9 +72,12 @@ BAND_CASES = list(
 
 
 @pytest.mark.parametrize("attention_type,width,history_only,padded", BAND_CASES)
+@pytest.mark.parametrize("training", [None, True])
 def test_band_path_matches_dense(
-    rng, attention_type, width, history_only, padded
+    rng, attention_type, width, history_only, padded, training
 ):
+    # `training=True` takes the additive band's written gradient, any
+    # other call its rematerialized slots.
     layer = build(
         rng,
         attention_type=attention_type,
@@ -84,7 +87,7 @@ def test_band_path_matches_dense(
         attention_regularizer_weight=0.1,
     )
     x, mask = make_inputs(rng, length=LENGTH, padded=padded)
-    compare_with_dense(layer, x, mask, rng, path="band")
+    compare_with_dense(layer, x, mask, rng, path="band", training=training)
 
 
 @pytest.mark.parametrize("history_only", [False, True])

@@ -590,8 +590,10 @@ class SeqSelfAttention(keras.layers.Layer):
         try:
             seen = int(ops.convert_to_numpy(ops.max(position)))
             length = int(length)
-        except (AttributeError, NotImplementedError, TypeError, ValueError):
-            return  # a traced call: the steps past the bound output NaN
+        except (NotImplementedError, TypeError):
+            # A traced call (TensorFlow's graph tensors raise the first,
+            # JAX's tracers the second): the steps past the bound output NaN.
+            return
         if seen + length > self.max_length:
             raise ValueError(
                 f"This stream has seen {seen} steps; {length} more would go "

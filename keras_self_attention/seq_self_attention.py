@@ -114,7 +114,9 @@ class SeqSelfAttention(keras.layers.Layer):
             training loop on long sequences should pass `training=True`.
         initial_state: the state to continue a stream from (a list as
             `return_state` gives it, or from `get_initial_state`); the call
-            then streams, whatever `stateful` and `return_state` say.
+            then streams, whatever `stateful` and `return_state` say. A
+            stateful layer keeps the state such a call leaves, as Keras's
+            RNNs do.
 
     Returns:
         A tensor of shape `(batch_size, T, dim)`; with `return_attention`,
@@ -681,7 +683,7 @@ class SeqSelfAttention(keras.layers.Layer):
             length,
             size,
         )
-        if self.stateful and initial_state is None:
+        if self.stateful:  # as Keras RNNs: also after an `initial_state`
             for variable, value in zip(
                 self._stream_state, new_state, strict=True
             ):

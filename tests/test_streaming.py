@@ -200,6 +200,19 @@ def test_stateful_model_streams_in_predict_on_batch(rng, name, jit_compile):
         assert position.tolist() == [0] * BATCH
 
 
+def test_a_stateful_layer_keeps_the_state_it_was_given(rng):
+    # As Keras's RNNs do: `initial_state` replaces the kept state, and the
+    # layer keeps the state that call leaves.
+    layer = whole_layer(rng, "add-w4")
+    x, _ = make_stream(rng, padded=False)
+    expected = ops.convert_to_numpy(layer(x))
+    streamer = twin(layer, stateful=True)
+    streamer(x[:, 5:])  # a state the next call replaces
+    streamer(x[:, :5], initial_state=streamer.get_initial_state(BATCH))
+    actual = ops.convert_to_numpy(streamer(x[:, 5:]))
+    np.testing.assert_allclose(actual, expected[:, 5:], rtol=1e-5, atol=1e-5)
+
+
 def test_stateful_layer_streams_in_eager_calls(rng):
     layer = whole_layer(rng, "add-w4", return_attention=True)
     x, mask = make_stream(rng)

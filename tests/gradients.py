@@ -15,6 +15,8 @@ def layer_gradients(layer, x, mask, cotangent, training=None):
     """
     backend = keras.backend.backend()
     mask = None if mask is None else ops.convert_to_tensor(mask)
+    # Only layers whose `call` takes `training` are given it.
+    extra = {} if training is None else {"training": training}
     cotangent = ops.convert_to_tensor(cotangent)
 
     def loss_of(output, losses):
@@ -29,7 +31,7 @@ def layer_gradients(layer, x, mask, cotangent, training=None):
         x = tf.convert_to_tensor(x)
         with tf.GradientTape() as tape:
             tape.watch(x)
-            output = layer(x, mask=mask, training=training)
+            output = layer(x, mask=mask, **extra)
             loss = loss_of(output, layer.losses)
         grads = tape.gradient(
             loss, [x] + [w.value for w in layer.trainable_weights]
@@ -46,8 +48,8 @@ def layer_gradients(layer, x, mask, cotangent, training=None):
                 fixed,
                 x,
                 mask=mask,
-                training=training,
                 return_losses=False,
+                **extra,
             )
             return output
 
@@ -57,8 +59,8 @@ def layer_gradients(layer, x, mask, cotangent, training=None):
                 fixed,
                 x,
                 mask=mask,
-                training=training,
                 return_losses=True,
+                **extra,
             )
             return loss_of(output, losses)
 
@@ -73,7 +75,7 @@ def layer_gradients(layer, x, mask, cotangent, training=None):
         x = torch.tensor(x, requires_grad=True)
         for w in layer.trainable_weights:
             w.value.grad = None
-        output = layer(x, mask=mask, training=training)
+        output = layer(x, mask=mask, **extra)
         loss_of(output, layer.losses).backward()
         grads = [x.grad] + [w.value.grad for w in layer.trainable_weights]
     return ops.convert_to_numpy(output), [

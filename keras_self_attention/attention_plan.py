@@ -159,7 +159,9 @@ def on_accelerator():
     """
     try:
         device = keras.distribution.list_devices()[0]
-    except (AttributeError, IndexError, NotImplementedError):
+    except (AttributeError, IndexError):
+        # PyTorch's backend has no device listing (`AttributeError`); an
+        # empty list (`IndexError`) falls back the same way.
         device = str(getattr(ops.convert_to_tensor(0.0), "device", "cpu"))
     # "gpu:0", "cuda:0", "tpu:0" against "cpu:0", TensorFlow's
     # ".../device:CPU:0" or JAX's "TFRT_CPU_0".

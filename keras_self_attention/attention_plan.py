@@ -75,8 +75,6 @@ Every function here works on Python ints; `None` stands for a size not known
 when the graph is traced.
 """
 
-import functools
-
 import keras
 from keras import ops
 
@@ -149,23 +147,35 @@ PATHS = (
 )
 
 
-@functools.cache
+# Whether Keras's default device is an accelerator, once known: a list of
+# one bool (see `on_accelerator`).
+_ON_ACCELERATOR = []
+
+
 def on_accelerator():
     """Whether Keras computes on a GPU or TPU rather than on the CPU.
 
-    Read once per process, from Keras's default device: the one listed first
-    (JAX, TensorFlow), or where a new tensor is placed (PyTorch, whose
-    backend lists no devices).
+    Read from Keras's default device: the one listed first (JAX, TensorFlow),
+    or where a new tensor is placed (PyTorch, whose backend lists no
+    devices), and remembered. While Keras traces a model on PyTorch, a new
+    tensor goes to the "meta" device, which computes nothing: the answer is
+    then not known, and the CPU's serves for that call, whose path only
+    shapes come out of.
     """
+    if _ON_ACCELERATOR:
+        return _ON_ACCELERATOR[0]
     try:
-        device = keras.distribution.list_devices()[0]
+        device = str(keras.distribution.list_devices()[0])
     except (AttributeError, IndexError):
         # PyTorch's backend has no device listing (`AttributeError`); an
         # empty list (`IndexError`) falls back the same way.
         device = str(getattr(ops.convert_to_tensor(0.0), "device", "cpu"))
+        if device == "meta":
+            return False
     # "gpu:0", "cuda:0", "tpu:0" against "cpu:0", TensorFlow's
     # ".../device:CPU:0" or JAX's "TFRT_CPU_0".
-    return "cpu" not in str(device).lower()
+    _ON_ACCELERATOR.append("cpu" not in device.lower())
+    return _ON_ACCELERATOR[0]
 
 
 def measured(table, default):

@@ -266,25 +266,57 @@ def test_on_accelerator_reads_keras_default_device(
     monkeypatch, devices, expected
 ):
     monkeypatch.setattr(keras.distribution, "list_devices", lambda: devices)
-    attention_plan.on_accelerator.cache_clear()
-    try:
-        assert attention_plan.on_accelerator() is expected
-    finally:
-        attention_plan.on_accelerator.cache_clear()
+    monkeypatch.setattr(attention_plan, "_ON_ACCELERATOR", [])
+    assert attention_plan.on_accelerator() is expected
+
+
+def no_device_list():
+    # What PyTorch's backend raises: it lists no devices.
+    raise AttributeError("'NoneType' object has no attribute 'list_devices'")
 
 
 def test_on_accelerator_without_a_device_list(monkeypatch):
-    # PyTorch's backend lists no devices: where a new tensor goes decides.
-    # (The suite runs on CPUs.)
-    def no_list():
-        raise AttributeError("'NoneType' object has no attribute")
+    # Where a new tensor goes decides. (The suite runs on CPUs.)
+    monkeypatch.setattr(keras.distribution, "list_devices", no_device_list)
+    monkeypatch.setattr(attention_plan, "_ON_ACCELERATOR", [])
+    assert attention_plan.on_accelerator() is False
 
-    monkeypatch.setattr(keras.distribution, "list_devices", no_list)
-    attention_plan.on_accelerator.cache_clear()
-    try:
-        assert attention_plan.on_accelerator() is False
-    finally:
-        attention_plan.on_accelerator.cache_clear()
+
+def test_on_accelerator_is_not_decided_while_tracing(monkeypatch):
+    # Keras traces PyTorch models on the "meta" device, where nothing is
+    # computed: the first answer must come from a real call's device, not
+    # from building the model (it once took "meta" for a GPU for good).
+    placed = {"device": "meta"}
+
+    def convert_to_tensor(value, *args, **kwargs):
+        return type("Placed", (), {"device": placed["device"]})()
+
+    monkeypatch.setattr(keras.distribution, "list_devices", no_device_list)
+    monkeypatch.setattr(attention_plan, "_ON_ACCELERATOR", [])
+    monkeypatch.setattr(
+        attention_plan.ops, "convert_to_tensor", convert_to_tensor
+    )
+    assert attention_plan.on_accelerator() is False
+    assert attention_plan._ON_ACCELERATOR == []
+    placed["device"] = "cuda:0"
+    assert attention_plan.on_accelerator() is True
+    placed["device"] = "meta"
+    assert attention_plan.on_accelerator() is True
+
+
+def test_training_leaves_the_device_to_real_calls(monkeypatch):
+    # PyTorch's trainer first runs the model on "meta" tensors; the blocked
+    # loop reads the device for its block size there.
+    monkeypatch.setattr(attention_plan, "_ON_ACCELERATOR", [])
+    layer = forced(build(np.random.default_rng(0)), "blocked")
+    inputs = keras.Input((7, 4))
+    model = keras.Model(inputs, layer(inputs))
+    model.compile("sgd", "mse")
+    batch = np.zeros((2, 7, 4), "float32")
+    model.train_on_batch(batch, batch)
+    device = getattr(ops.convert_to_tensor(0.0), "device", "cpu")
+    expected = "cpu" not in str(device).lower()
+    assert attention_plan.on_accelerator() is expected
 
 
 def test_choose_path_covers_every_path():

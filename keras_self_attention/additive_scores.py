@@ -17,7 +17,12 @@ here differ in how many passes they make and how much of `h` is alive:
   runtime.
 - `band_additive_scores`: local attention, one window slot at a time.
 
-Which one a call uses is decided in `attention_plan`.
+Which one a call uses is decided in `attention_plan`, and so is the
+activation that makes the `tanh` (`attention_plan.hidden_activation`):
+`tanh(x) = 2 sigmoid(2x) - 1`, and where the sigmoid is the faster kernel
+(PyTorch) every kernel here computes `sigmoid(2q + 2k)` instead, the
+doubling and the `- 1` folded into the small tensors (`_in_form`), so the
+hidden tensor still gets one pass.
 """
 
 import keras
@@ -32,38 +37,90 @@ from keras_self_attention.attention_ops import (
 )
 
 
-def _hidden(queries, keys):
-    """`tanh(queries[:, t] + keys[:, s])`, shape `(batch, T, S, units)`."""
-    return ops.tanh(ops.expand_dims(queries, 2) + ops.expand_dims(keys, 1))
+def _in_form(queries, keys, kernel):
+    """The kernels' activation, their arguments for it, and a score shift.
+
+    With the sigmoid, `sum_u w[u] * tanh(q + k)` is
+    `sum_u 2 w[u] * sigmoid(2q + 2k) - sum_u w[u]`: queries, keys and
+    kernel are doubled, and the scores shifted by `-sum(w)` (`None` for no
+    shift). Returns `(activation, queries, keys, kernel, shift)`.
+    """
+    activation = attention_plan.hidden_activation()
+    if activation == "tanh":
+        return activation, queries, keys, kernel, None
+    return (
+        activation,
+        2.0 * queries,
+        2.0 * keys,
+        2.0 * kernel,
+        -ops.sum(kernel),
+    )
 
 
-def _hidden_gradients(upstream, hidden, kernel_row):
-    """Gradients of `e = hidden . w` through `hidden = tanh(q + k)`.
+def _shifted(scores, shift):
+    return scores if shift is None else scores + shift
 
-    With `g` the upstream gradient of `e`:
-    `dq = w (sum_s g - sum_s g h^2)`, `dk = w (sum_t g - sum_t g h^2)`.
-    The sums over `s` are matrix products, the cheapest pass over `h`.
+
+def _activate(pre_activation, activation):
+    if activation == "tanh":
+        return ops.tanh(pre_activation)
+    return ops.sigmoid(pre_activation)
+
+
+def _slope_parts(hidden, activation):
+    """The activation's slope from its output, as `base - curvature`.
+
+    `tanh' = 1 - h^2`, `sigmoid' = h - h^2`: `(1, h^2)` or `(0, h^2 - h)`,
+    so that the sums of `upstream * base` need no pass over `h`.
+    """
+    squared = hidden * hidden
+    if activation == "tanh":
+        return 1.0, squared
+    return 0.0, squared - hidden
+
+
+def _slope(hidden, activation):
+    """The activation's slope from its output `hidden`."""
+    if activation == "tanh":
+        return 1.0 - hidden * hidden
+    return hidden * (1.0 - hidden)
+
+
+def _hidden(queries, keys, activation):
+    """`f(queries[:, t] + keys[:, s])`, shape `(batch, T, S, units)`."""
+    return _activate(
+        ops.expand_dims(queries, 2) + ops.expand_dims(keys, 1), activation
+    )
+
+
+def _hidden_gradients(upstream, hidden, kernel_row, activation):
+    """Gradients of `e = hidden . w` through `hidden = f(q + k)`.
+
+    With `g` the upstream gradient of `e` and `f' = base - curvature`
+    (`_slope_parts`): `dq = w (base sum_s g - sum_s g curvature)`, and
+    `dk` the same over `t`. The sums over `s` are matrix products, the
+    cheapest pass over `h`.
 
     Args:
         upstream: `(batch, T, S)`.
         hidden: `(batch, T, S, units)`.
         kernel_row: `(1, 1, units)`.
+        activation: `"tanh"` or `"sigmoid"`.
 
     Returns:
         `(dq, dk)` of shapes `(batch, T, units)` and `(batch, S, units)`.
     """
-    squared = hidden * hidden
-    weighted_rows = ops.squeeze(
-        ops.matmul(ops.expand_dims(upstream, 2), squared), 2
+    base, curvature = _slope_parts(hidden, activation)
+    row_sums = ops.squeeze(
+        ops.matmul(ops.expand_dims(upstream, 2), curvature), 2
     )
-    d_queries = kernel_row * (
-        ops.sum(upstream, axis=2, keepdims=True) - weighted_rows
-    )
-    d_keys = kernel_row * (
-        ops.expand_dims(ops.sum(upstream, axis=1), -1)
-        - ops.sum(ops.expand_dims(upstream, -1) * squared, axis=1)
-    )
-    return d_queries, d_keys
+    column_sums = ops.sum(ops.expand_dims(upstream, -1) * curvature, axis=1)
+    if base:
+        row_sums = row_sums - base * ops.sum(upstream, axis=2, keepdims=True)
+        column_sums = column_sums - base * ops.expand_dims(
+            ops.sum(upstream, axis=1), -1
+        )
+    return -kernel_row * row_sums, -kernel_row * column_sums
 
 
 def _kernel_gradient(upstream, hidden, units):
@@ -102,15 +159,18 @@ def dense_additive_scores(queries, keys, kernel, reduction="matmul"):
         kernel: tensor of shape `(units,)`.
         reduction: `"matmul"` sums over units with a matrix product,
             `"sum"` with an elementwise product and a sum, which XLA fuses
-            into the `tanh` (see `attention_plan.hidden_reduction`).
+            into the activation (see `attention_plan.hidden_reduction`).
 
     Returns:
         Scores of shape `(batch_size, T, S)`.
     """
-    hidden = _hidden(queries, keys)
+    activation, queries, keys, kernel, shift = _in_form(queries, keys, kernel)
+    hidden = _hidden(queries, keys, activation)
     if reduction == "sum":
-        return ops.sum(hidden * kernel, axis=-1)
-    return _scores_from_hidden(hidden, ops.expand_dims(kernel, -1))
+        scores = ops.sum(hidden * kernel, axis=-1)
+    else:
+        scores = _scores_from_hidden(hidden, ops.expand_dims(kernel, -1))
+    return _shifted(scores, shift)
 
 
 def per_unit_additive_scores(queries, keys, kernel):
@@ -124,45 +184,61 @@ def per_unit_additive_scores(queries, keys, kernel):
     `tanh`, so it is for inference only. Arguments and result as for
     `dense_additive_scores`.
     """
+    activation, queries, keys, kernel, shift = _in_form(queries, keys, kernel)
     query_units = ops.unstack(ops.transpose(queries, (2, 0, 1)), axis=0)
     key_units = ops.unstack(ops.transpose(keys, (2, 0, 1)), axis=0)
     scores = None
     for unit, (query, key) in enumerate(
         zip(query_units, key_units, strict=True)
     ):
-        term = kernel[unit] * ops.tanh(
-            ops.expand_dims(query, 2) + ops.expand_dims(key, 1)
+        term = kernel[unit] * _activate(
+            ops.expand_dims(query, 2) + ops.expand_dims(key, 1), activation
         )
         scores = term if scores is None else scores + term
-    return scores
+    return _shifted(scores, shift)
 
 
-def rows_per_block(units, size):
+def rows_per_block(units, size, length=None):
     """Rows of the hidden tensor per loop step.
 
-    About `attention_plan.block_elements()` elements a sequence (half a
-    megabyte on a CPU). `size` is the number of keys, if known; `None` or a
-    symbolic size (JAX export) counts as 2048.
+    About `attention_plan.block_elements()` elements a sequence (up to half
+    a megabyte on a CPU). `size` is the number of keys, if known; `None` or
+    a symbolic size (JAX export) counts as 2048. With the number of queries
+    `length` known, the rows are spread evenly over the steps, so that the
+    last block is not mostly padding (`T = 100` in blocks of 40 rows would
+    compute 120).
     """
     if not isinstance(size, int):
         size = 2048
     elements = attention_plan.block_elements()
-    return max(1, elements // (units * max(1, size)))
+    rows = max(1, elements // (units * max(1, size)))
+    if isinstance(length, int) and length > 0:
+        rows = -(-length // block_count(length, rows))
+    return rows
 
 
-@ops.custom_gradient
-def _blocked_scores(queries, keys, kernel):
-    """Additive scores with a hand-written gradient that recomputes `tanh`.
+def _blocked_scores(activation):
+    """Additive scores with a hand-written gradient that recomputes `h`.
 
-    `queries` is `(batch_size, T, units)`, `keys` `(batch_size, S, units)`
-    and `kernel` `(units, 1)`. Both passes loop over blocks of a few query
-    rows, so only a `(batch_size, rows, S, units)` block of the hidden
-    tensor is alive at any time; the gradient being written out, nothing is
-    stored per step for the backward pass either.
+    The function returned takes `queries` of shape `(batch_size, T, units)`,
+    `keys` `(batch_size, S, units)` and `kernel` `(units, 1)`. Both passes
+    loop over blocks of a few query rows, so only a
+    `(batch_size, rows, S, units)` block of the hidden tensor is alive at
+    any time; the gradient being written out, nothing is stored per step
+    for the backward pass either.
     """
+
+    @ops.custom_gradient
+    def scores(queries, keys, kernel):
+        return _blocked_scores_and_gradient(queries, keys, kernel, activation)
+
+    return scores
+
+
+def _blocked_scores_and_gradient(queries, keys, kernel, activation):
     batch_size, length, units = ops.shape(queries)
     size = ops.shape(keys)[1]
-    row_block = rows_per_block(units, keys.shape[1])
+    row_block = rows_per_block(units, keys.shape[1], queries.shape[1])
     padded = pad_to_multiple(queries, 1, row_block)
     steps = block_count(length, row_block)
     # (steps, batch_size, rows, units): one loop step per leading entry.
@@ -172,7 +248,7 @@ def _blocked_scores(queries, keys, kernel):
     )
 
     def score_rows(carry, rows):
-        rows = _scores_from_hidden(_hidden(rows, keys), kernel)
+        rows = _scores_from_hidden(_hidden(rows, keys, activation), kernel)
         return rows, rows  # `scan` wants the carry shaped like the output
 
     _, scores = ops.scan(
@@ -202,9 +278,9 @@ def _blocked_scores(queries, keys, kernel):
             row_upstream = ops.slice(
                 upstream, (0, start, 0), (batch_size, row_block, size)
             )
-            hidden = _hidden(rows, keys)
+            hidden = _hidden(rows, keys, activation)
             row_grads, key_grads = _hidden_gradients(
-                row_upstream, hidden, kernel_row
+                row_upstream, hidden, kernel_row, activation
             )
             d_queries = ops.slice_update(d_queries, (0, start, 0), row_grads)
             d_kernel = d_kernel + _kernel_gradient(row_upstream, hidden, units)
@@ -233,14 +309,18 @@ def blocked_additive_scores(queries, keys, kernel):
     gradient recomputes it the same way. Peak memory is the scores plus one
     block. Arguments and result as for `dense_additive_scores`.
     """
-    return _blocked_scores(queries, keys, ops.expand_dims(kernel, -1))
+    activation, queries, keys, kernel, shift = _in_form(queries, keys, kernel)
+    scores = _blocked_scores(activation)(
+        queries, keys, ops.expand_dims(kernel, -1)
+    )
+    return _shifted(scores, shift)
 
 
-def _band_scores(attention_width):
+def _band_scores(attention_width, activation):
     """Band scores over keys padded to a full window, with a written gradient.
 
     Slot `j` of every query's window is the padded keys `j : j + T`. The
-    gradient recomputes each slot's `tanh` and adds its key gradient into
+    gradient recomputes each slot's activation and adds its key gradient into
     one padded accumulator, a slot after another: automatic differentiation
     kept a key gradient per slot alive for one sum at the end, `w` tensors
     the size of the keys.
@@ -251,7 +331,9 @@ def _band_scores(attention_width):
         length = ops.shape(queries)[1]
 
         def hidden(slot):
-            return ops.tanh(queries + padded_keys[:, slot : slot + length])
+            return _activate(
+                queries + padded_keys[:, slot : slot + length], activation
+            )
 
         band = ops.stack(
             [
@@ -274,12 +356,13 @@ def _band_scores(attention_width):
                     # would otherwise run the slots side by side and keep
                     # their temporaries alive together.
                     slot_queries = queries + 0.0 * d_queries[:, :1, :1]
-                slot_hidden = ops.tanh(
-                    slot_queries + padded_keys[:, slot : slot + length]
+                slot_hidden = _activate(
+                    slot_queries + padded_keys[:, slot : slot + length],
+                    activation,
                 )
                 slot_upstream = upstream[:, :, slot : slot + 1]
                 d_hidden = (
-                    slot_upstream * kernel * (1.0 - slot_hidden * slot_hidden)
+                    slot_upstream * kernel * _slope(slot_hidden, activation)
                 )
                 d_keys = d_keys + ops.pad(
                     d_hidden,
@@ -298,11 +381,18 @@ def _band_scores(attention_width):
     return scores
 
 
-def _slot_scores(queries, keys, kernel):
-    return ops.sum(ops.tanh(queries + keys) * kernel, axis=-1)
+def _slot_scores(activation):
+    def scores(queries, keys, kernel):
+        return ops.sum(_activate(queries + keys, activation) * kernel, -1)
+
+    return scores
 
 
-_slot_scores_remat = keras.remat(_slot_scores)
+# Each slot's scores, rematerialized for the gradient, per activation.
+_REMAT_SLOT_SCORES = {
+    activation: keras.remat(_slot_scores(activation))
+    for activation in ("tanh", "sigmoid")
+}
 
 
 def band_additive_scores(
@@ -327,12 +417,17 @@ def band_additive_scores(
         Scores of shape `(batch_size, T, w)`; slot `j` of query `t` scores
         key `window_start(t) + j` (a zero key outside the sequence).
     """
+    activation, queries, keys, kernel, shift = _in_form(queries, keys, kernel)
     if training is not True:
         slots = window_slots(keys, attention_width, history_only)
-        return ops.stack(
-            [_slot_scores_remat(queries, slot, kernel) for slot in slots],
-            axis=-1,
+        slot_scores = _REMAT_SLOT_SCORES[activation]
+        band = ops.stack(
+            [slot_scores(queries, slot, kernel) for slot in slots], axis=-1
         )
-    before, after = window_padding(attention_width, history_only)
-    padded = ops.pad(keys, [(0, 0), (before, after), (0, 0)])
-    return _band_scores(attention_width)(queries, padded, kernel)
+    else:
+        before, after = window_padding(attention_width, history_only)
+        padded = ops.pad(keys, [(0, 0), (before, after), (0, 0)])
+        band = _band_scores(attention_width, activation)(
+            queries, padded, kernel
+        )
+    return _shifted(band, shift)

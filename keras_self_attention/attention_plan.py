@@ -38,7 +38,10 @@ The cost model, measured on TensorFlow, JAX and PyTorch on a 2-core CPU
   in the gradient, for a memory bound. The limits are memory budgets: a
   training step keeps about three tensors the size of the hidden one alive
   (`DENSE_HIDDEN_ELEMENTS`, per backend), inference one
-  (`DENSE_INFERENCE_ELEMENTS`). Without a gradient, beyond that budget or
+  (`DENSE_INFERENCE_ELEMENTS`); on JAX and PyTorch the budget is 32 MB a
+  tensor, beyond which every allocation faults its pages in afresh.
+  PyTorch's `tanh` kernel is slow, so there the kernels compute it from a
+  sigmoid (`hidden_activation`). Without a gradient, beyond that budget or
   when the sizes are not known when traced, the per-unit sum takes about
   the dense kernel's time with the memory of the scores, and beats the loop
   (TensorFlow, batch 8, `T = 2048`: 1.33 s against 1.83 s).
@@ -87,26 +90,48 @@ from keras_self_attention.attention_ops import band_block
 # the loop costs 1.6x the time there (607 ms against 375 ms); with small
 # batches the loop's blocks fit the cache better and it catches up (batch 8,
 # T = 724: dense 220 ms against loop 237 ms; T = 1024: 574 against 502,
-# 0.51: 675). On JAX and PyTorch the loop already wins at batch 32,
-# T = 500 (JAX 0.79 s against 1.01 s dense, PyTorch 1.59 s against 2.29 s).
+# 0.51: 675). JAX and PyTorch take each tensor from the C library's
+# `malloc`, which maps large ones fresh from the system on every
+# allocation, so each step faults their pages in again: past about 16 MB
+# (JAX) or 32 MB (PyTorch) a tensor the dense kernel's time jumps (JAX,
+# batch 32: 7.8 ms at T = 60, 28 ms at T = 70; PyTorch: 26 ms at T = 80,
+# 90 ms at T = 100), and the loop, whose blocks stay small, wins (JAX:
+# 11 ms at T = 70, 24 against 59 ms at T = 100; PyTorch: 69 against 90 ms
+# at T = 100, 193 against 361 at T = 200).
 # On a GPU (`"accelerator"`, any backend) the loop's steps run one after
 # another where the dense kernel fills the device: PyTorch on an H100,
 # batch 32, T = 500, a training step took 15.6 ms dense (2.9 GB peak)
 # against 87 ms in the loop; the budget keeps the same 3 GB peak.
 DENSE_HIDDEN_ELEMENTS = {
     "tensorflow": 2**28,
-    "jax": 2**26,
-    "torch": 2**26,
+    "jax": 2**22,
+    "torch": 2**23,
     "accelerator": 2**28,
 }
-# Inference keeps only the tensor itself.
-DENSE_INFERENCE_ELEMENTS = 2**29
+# Inference keeps only the tensor itself; on PyTorch the per-unit sum,
+# whose tensors are score-sized, is the faster beyond the same 32 MB
+# (batch 32: 12.5 against 40.8 ms at T = 100, 56 against 138 at T = 200).
+# XLA fuses JAX's dense inference kernel into one pass that writes no
+# hidden tensor at all.
+DENSE_INFERENCE_ELEMENTS = {
+    "tensorflow": 2**29,
+    "jax": 2**29,
+    "torch": 2**23,
+    "accelerator": 2**29,
+}
 
 # Elements of the hidden tensor per sequence in one step of the blocked
-# loop: cache-sized on a CPU; on a GPU a step must fill the device (PyTorch
-# on an H100, batch 8, T = 2048: 1.09 s a training step with the CPU's
-# two query rows a step, against 26 ms dense).
-BLOCK_ELEMENTS = {"cpu": 2**17, "accelerator": 2**22}
+# loop: cache-sized on a CPU, smaller on JAX, whose loop steps cost little
+# (batch 32: 24 ms at T = 100, 77 at T = 200 with 2**15, against 47 and
+# 110 with 2**17); on a GPU a step must fill the device (PyTorch on an
+# H100, batch 8, T = 2048: 1.09 s a training step with the CPU's two query
+# rows a step, against 26 ms dense).
+BLOCK_ELEMENTS = {
+    "tensorflow": 2**17,
+    "jax": 2**15,
+    "torch": 2**17,
+    "accelerator": 2**22,
+}
 
 # The band path is taken once `T` is this many windows long (additive) or
 # this many key blocks of `band_block(w) + w - 1` long (multiplicative).
@@ -131,6 +156,13 @@ FUSED_MIN_LENGTH = {
     "torch": 1024,
     "accelerator": 512,
 }
+
+# How the additive kernels make the `tanh` of the hidden tensor, where not
+# with the tanh itself: PyTorch's CPU `tanh` is a slow, exact kernel (10M
+# float32 elements, 2 threads: 13.1 ms against 2.7 ms for `sigmoid`);
+# TensorFlow's and XLA's `tanh` are the faster there (2.7 against 3.5 ms,
+# 2.3 against 2.7 ms).
+HIDDEN_ACTIVATION = {"torch": "sigmoid"}
 
 # Wider windows are computed densely: the band path unrolls one step per
 # window slot.
@@ -192,7 +224,7 @@ def measured(table, default):
 
 def block_elements():
     """Elements per sequence in one step of the blocked loop."""
-    return BLOCK_ELEMENTS["accelerator" if on_accelerator() else "cpu"]
+    return measured(BLOCK_ELEMENTS, 2**17)
 
 
 def dense_hidden_fits(batch_size, length, units, training=True):
@@ -202,9 +234,9 @@ def dense_hidden_fits(batch_size, length, units, training=True):
     boolean tensor, for `ops.cond`). `training=False` means no gradient
     will be taken, so nothing is kept for one.
     """
-    budget = DENSE_INFERENCE_ELEMENTS
+    budget = measured(DENSE_INFERENCE_ELEMENTS, 2**29)
     if training is not False:
-        budget = measured(DENSE_HIDDEN_ELEMENTS, 2**26)
+        budget = measured(DENSE_HIDDEN_ELEMENTS, 2**22)
     return batch_size * length * length * units <= budget
 
 
@@ -213,6 +245,15 @@ def hidden_reduction(training):
     if keras.backend.backend() == "jax" and training is False:
         return "sum"
     return "matmul"
+
+
+def hidden_activation():
+    """How the additive kernels make the `tanh`: `"tanh"` or `"sigmoid"`.
+
+    `tanh(x) = 2 sigmoid(2x) - 1` (see `additive_scores`); the sigmoid is
+    taken where its kernel is the faster one (`HIDDEN_ACTIVATION`).
+    """
+    return HIDDEN_ACTIVATION.get(keras.backend.backend(), "tanh")
 
 
 def fused_min_length():

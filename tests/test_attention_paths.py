@@ -143,6 +143,44 @@ def test_blocked_additive_path_matches_dense(
     compare_with_dense(layer, x, mask, rng, path=path)
 
 
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid"])
+@pytest.mark.parametrize(
+    "path,width,training",
+    [
+        ("dense", None, None),
+        ("blocked", None, True),
+        ("per_unit", None, False),
+        ("band", 3, True),
+        ("band", 3, None),
+    ],
+)
+def test_additive_kernels_make_the_tanh_either_way(
+    rng, monkeypatch, activation, path, width, training
+):
+    # `tanh(x) = 2 sigmoid(2x) - 1`: each backend runs one form, so both are
+    # held here to the numpy reference and to the dense tanh's gradients.
+    layer = build(rng, attention_width=width, attention_activation="sigmoid")
+    x, mask = make_inputs(rng, length=LENGTH, padded=True)
+    cotangent = rng.standard_normal(x.shape).astype("float32")
+    backend = keras.backend.backend()
+    monkeypatch.setattr(attention_plan, "HIDDEN_ACTIVATION", {})
+    _, expected_grads = layer_gradients(
+        forced(layer, "dense"), x, mask, cotangent
+    )
+    monkeypatch.setattr(
+        attention_plan, "HIDDEN_ACTIVATION", {backend: activation}
+    )
+    # Several blocks of the loop: one query row each.
+    monkeypatch.setattr(attention_plan, "block_elements", lambda: 1)
+    output, grads = layer_gradients(
+        forced(layer, path), x, mask, cotangent, training
+    )
+    expected_output, _, _ = reference(layer, x, mask)
+    np.testing.assert_allclose(output, expected_output, rtol=1e-5, atol=1e-5)
+    for grad, expected in zip(grads, expected_grads, strict=True):
+        np.testing.assert_allclose(grad, expected, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize(
     "path,beyond,training",
     [
@@ -182,12 +220,19 @@ def test_path_choice(monkeypatch):
     small, large = (32, 50, 128), (8, 2048, 64)
     assert path_of(add(), small) == "dense"
     assert path_of(add(), large) == "blocked"
-    assert path_of(add(units=1), large) == "dense"
-    # Without a gradient to keep for, longer sequences fit the dense kernel.
+    assert path_of(add(units=1), (1, 2048, 64)) == "dense"
+    # Without a gradient to keep for, longer sequences fit the dense kernel
+    # (on PyTorch, whose budget is the allocator's, the per-unit sum).
     medium = (32, 600, 128)
     assert path_of(add(), medium) == "blocked"
     assert path_of(add(), medium, training=True) == "blocked"
-    assert path_of(add(), medium, training=False) == "dense"
+    inference_budget = attention_plan.measured(
+        attention_plan.DENSE_INFERENCE_ELEMENTS, None
+    )
+    beyond = 32 * 600 * 600 * 32 > inference_budget
+    assert beyond == (keras.backend.backend() == "torch")
+    expected = "per_unit" if beyond else "dense"
+    assert path_of(add(), medium, training=False) == expected
     # Without a gradient, beyond the budget: the per-unit sum, with no loop
     # op; with sizes unknown when traced (an exported model), it or the
     # dense kernel as the call runs, neither with a loop.
@@ -255,7 +300,19 @@ def test_path_choice_on_an_accelerator(monkeypatch):
     assert path_of(add(**mul), (32, 511, 128)) == "dense"
     assert path_of(add(**mul), (32, 512, 128)) == "fused"
     monkeypatch.setattr(attention_plan, "on_accelerator", lambda: False)
-    assert additive_scores.rows_per_block(32, 2048) == 2
+    backend = keras.backend.backend()
+    cpu_blocks = attention_plan.BLOCK_ELEMENTS[backend]
+    assert attention_plan.block_elements() == cpu_blocks
+
+
+def test_blocks_spread_the_rows_evenly(monkeypatch):
+    monkeypatch.setattr(attention_plan, "block_elements", lambda: 2**17)
+    # 40 rows of 100 keys fit; three steps of 34 rows cover 100 queries.
+    assert additive_scores.rows_per_block(32, 100) == 40
+    assert additive_scores.rows_per_block(32, 100, 100) == 34
+    assert additive_scores.rows_per_block(32, 100, 80) == 40
+    assert additive_scores.rows_per_block(32, 100, 7) == 7
+    assert additive_scores.rows_per_block(32, 100, None) == 40
 
 
 @pytest.mark.parametrize(

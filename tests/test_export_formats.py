@@ -69,7 +69,9 @@ def _both_served_kernels(monkeypatch):
     runs the dense kernel at `T = 7` and the per-unit sum at `T = 30` (the
     budget is a constant of the traced graph)."""
     monkeypatch.setattr(
-        attention_plan, "DENSE_INFERENCE_ELEMENTS", 3 * 10 * 10 * 32
+        attention_plan,
+        "DENSE_INFERENCE_ELEMENTS",
+        {keras.backend.backend(): 3 * 10 * 10 * 32},
     )
 
 

@@ -38,13 +38,14 @@ The cost model, measured on TensorFlow, JAX and PyTorch on a 2-core CPU
   in the gradient, for a memory bound. The limits are memory budgets: a
   training step keeps about three tensors the size of the hidden one alive
   (`DENSE_HIDDEN_ELEMENTS`, per backend), inference one
-  (`DENSE_INFERENCE_ELEMENTS`); on JAX and PyTorch the budget is 32 MB a
-  tensor, beyond which every allocation faults its pages in afresh.
-  PyTorch's `tanh` kernel is slow, so there the kernels compute it from a
-  sigmoid (`hidden_activation`). Without a gradient, beyond that budget or
-  when the sizes are not known when traced, the per-unit sum takes about
-  the dense kernel's time with the memory of the scores, and beats the loop
-  (TensorFlow, batch 8, `T = 2048`: 1.33 s against 1.83 s).
+  (`DENSE_INFERENCE_ELEMENTS`); on JAX and PyTorch the budget is a tensor
+  of 16 MB (JAX) or 32 MB (PyTorch), beyond which every allocation faults
+  its pages in afresh. PyTorch's CPU `tanh` kernel is slow, so there the
+  kernels compute it from a sigmoid (`hidden_activation`). Without a
+  gradient, beyond that budget or when the sizes are not known when traced,
+  the per-unit sum takes about the dense kernel's time with the memory of
+  the scores, and beats the loop (TensorFlow, batch 8, `T = 2048`: 1.33 s
+  against 1.83 s).
 - The dense kernel sums `h . w` over units as one matrix product, except in
   JAX inference: XLA fuses an elementwise product and sum into the `tanh`
   there, so `h` is never written (batch 32, `T = 200`: 31 ms against 60 ms);
@@ -161,8 +162,8 @@ FUSED_MIN_LENGTH = {
 # with the tanh itself: PyTorch's CPU `tanh` is a slow, exact kernel (10M
 # float32 elements, 2 threads: 13.1 ms against 2.7 ms for `sigmoid`);
 # TensorFlow's and XLA's `tanh` are the faster there (2.7 against 3.5 ms,
-# 2.3 against 2.7 ms).
-HIDDEN_ACTIVATION = {"torch": "sigmoid"}
+# 2.3 against 2.7 ms). A GPU keeps the `tanh` it was measured with.
+HIDDEN_ACTIVATION = {"torch": "sigmoid", "accelerator": "tanh"}
 
 # Wider windows are computed densely: the band path unrolls one step per
 # window slot.
@@ -253,7 +254,7 @@ def hidden_activation():
     `tanh(x) = 2 sigmoid(2x) - 1` (see `additive_scores`); the sigmoid is
     taken where its kernel is the faster one (`HIDDEN_ACTIVATION`).
     """
-    return HIDDEN_ACTIVATION.get(keras.backend.backend(), "tanh")
+    return measured(HIDDEN_ACTIVATION, "tanh")
 
 
 def fused_min_length():

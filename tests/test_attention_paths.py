@@ -215,6 +215,9 @@ def test_run_time_choice_runs_the_kernel_that_fits(
 def test_path_choice(monkeypatch):
     # The CPU's cost model (on a GPU, see the next test).
     monkeypatch.setattr(attention_plan, "on_accelerator", lambda: False)
+    backend = keras.backend.backend()
+    activation = "sigmoid" if backend == "torch" else "tanh"
+    assert attention_plan.hidden_activation() == activation
     add = SeqSelfAttention
     mul = dict(attention_type="multiplicative")
     small, large = (32, 50, 128), (8, 2048, 64)
@@ -288,6 +291,8 @@ def test_path_choice_on_an_accelerator(monkeypatch):
     # of large blocks (the CPU's blocks are two query rows at T = 2048).
     assert path_of(add(), (32, 500, 128)) == "dense"
     assert path_of(add(), (8, 2048, 64)) == "blocked"
+    # The tanh it was measured with, on PyTorch too.
+    assert attention_plan.hidden_activation() == "tanh"
     assert additive_scores.rows_per_block(32, 2048) == 64
     # The band only from 100 windows (additive) or 32 key blocks on.
     assert path_of(add(attention_width=15), (1, 1499, 64)) == "dense"

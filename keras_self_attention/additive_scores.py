@@ -30,6 +30,8 @@ from keras import ops
 
 from keras_self_attention import attention_plan
 from keras_self_attention.attention_ops import (
+    additive_band_block,
+    band_block_scores,
     block_count,
     pad_to_multiple,
     window_padding,
@@ -87,9 +89,9 @@ def _slope(hidden, activation):
 
 
 def _hidden(queries, keys, activation):
-    """`f(queries[:, t] + keys[:, s])`, shape `(batch, T, S, units)`."""
+    """`f(queries[..., t, :] + keys[..., s, :])`, `(..., T, S, units)`."""
     return _activate(
-        ops.expand_dims(queries, 2) + ops.expand_dims(keys, 1), activation
+        ops.expand_dims(queries, -2) + ops.expand_dims(keys, -3), activation
     )
 
 
@@ -154,15 +156,17 @@ def dense_additive_scores(queries, keys, kernel, reduction="matmul"):
 
     Args:
         queries: tensor of shape `(batch_size, T, units)`, the additive bias
-            already added.
-        keys: tensor of shape `(batch_size, S, units)`.
+            already added (or `(batch_size, blocks, T, units)`, blocks of
+            their own).
+        keys: tensor of shape `(batch_size, S, units)` (or
+            `(batch_size, blocks, S, units)`).
         kernel: tensor of shape `(units,)`.
         reduction: `"matmul"` sums over units with a matrix product,
             `"sum"` with an elementwise product and a sum, which XLA fuses
             into the activation (see `attention_plan.hidden_reduction`).
 
     Returns:
-        Scores of shape `(batch_size, T, S)`.
+        Scores of shape `(batch_size, T, S)` (or `(batch_size, blocks, T, S)`).
     """
     activation, queries, keys, kernel, shift = _in_form(queries, keys, kernel)
     hidden = _hidden(queries, keys, activation)
@@ -326,6 +330,31 @@ def blocked_additive_scores(queries, keys, kernel):
     return _shifted(scores, shift)
 
 
+def band_block_additive_scores(
+    queries, keys, kernel, attention_width, history_only, reduction="matmul"
+):
+    """Additive scores of a band, from blocks of queries and their keys.
+
+    Each block of `w - 1` queries (one, for `w <= 2`) gets the dense
+    kernel's scores against the `2w - 2` keys its windows cover, so the
+    hidden tensor is about twice the band's, built in a few large kernels
+    (`dense_additive_scores`, differentiated automatically), where the
+    slots (`band_additive_scores`) make a dozen small ops per slot. Arguments
+    as for `band_additive_scores`; `reduction` as for
+    `dense_additive_scores`. Returns the same scores.
+    """
+    return band_block_scores(
+        queries,
+        keys,
+        attention_width,
+        history_only,
+        lambda query_blocks, key_blocks: dense_additive_scores(
+            query_blocks, key_blocks, kernel, reduction
+        ),
+        block=additive_band_block(attention_width),
+    )
+
+
 def _band_scores(attention_width, activation):
     """Band scores over keys padded to a full window, with a written gradient.
 
@@ -409,6 +438,9 @@ def band_additive_scores(
     queries, keys, kernel, attention_width, history_only, training=None
 ):
     """Additive scores of a band, one window slot at a time.
+
+    Nothing larger than the queries is built per slot: memory linear in `T`
+    at any length, for `w` slots' worth of small ops.
 
     In training (`training=True`, a gradient to take) the gradient is
     written out (`_band_scores`); otherwise each slot is rematerialized, the

@@ -8,7 +8,14 @@ the numpy reference); only time and memory do. The paths:
   changes the scores (`ba` shifts every score equally, so the softmax
   ignores it).
 - `"band"`: local attention on the window only: `(batch, T, w)` scores,
-  time and memory linear in `T`.
+  time and memory linear in `T`, from blocks of queries against the keys
+  their windows cover; additive ones from the dense kernel on each block
+  (`additive_scores.band_block_additive_scores`).
+- `"band_slots"`: additive local attention one window slot at a time
+  (`additive_scores.band_additive_scores`): nothing the size of the hidden
+  tensor's blocks, for lengths where those would not fit the budget.
+- `"band_or_slots"`: `"band"` or `"band_slots"`, chosen when the call runs
+  (`ops.cond`), for a graph traced before its sizes are known.
 - `"dense"`: `(batch, T, T)` scores at once; additive ones from the whole
   hidden tensor (`additive_scores.dense_additive_scores`), with no loop.
 - `"blocked"`: global additive attention with the hidden tensor built a few
@@ -58,15 +65,19 @@ The cost model, measured on TensorFlow, JAX and PyTorch on a 2-core CPU
   `FUSED_MIN_LENGTH` on, and for training graphs traced with an unknown
   length; inference with an unknown length (an exported model) takes the
   dense path, which every runtime can run.
-- The band costs `T * w` per sequence against the dense `T * T`, but in `w`
-  separate slot operations (additive) or in blocks of `block + w - 1` keys
-  for at least `BAND_BLOCK` queries (multiplicative), so it wins only once
-  `T` is a few windows (additive) or a few key blocks (multiplicative) long:
+- The band costs about `T * 2w` per sequence against the dense `T * T`,
+  in blocks of `block + w - 1` keys for `w - 1` queries (additive) or for
+  at least `BAND_BLOCK` queries (multiplicative), so it wins only once `T`
+  is a few windows (additive) or a few key blocks (multiplicative) long:
   `BAND_CROSSOVER` holds those factors per backend, measured side by side
   with width 15, batch 32, dim 128 (e.g. a TensorFlow training step,
-  additive, with the band's written gradient: dense 7.3 ms against band
-  9.9 ms at `T = 50`, 13.4 against 12.3 at `T = 75`, 20.7 against 15.4 at
-  `T = 100`). A width above `MAX_BAND_WIDTH` is never unrolled.
+  additive: dense 6.0 ms against band 7.7 ms at `T = 35`, 9.3 against 8.4
+  at `T = 50`, 16.5 against 11.9 at `T = 75`). The additive band's blocks
+  of hidden tensor keep to the dense kernel's budget; beyond it (batch 8,
+  width 15, from `T` of about 37000 on TensorFlow) the band goes one slot
+  at a time, linear in `T` with a written gradient, in `w` slots' worth of
+  small ops (TensorFlow, `T = 75`: 14.1 ms against 11.9 in blocks). A
+  width above `MAX_BAND_WIDTH` is never unrolled.
 
 On a GPU or TPU (`on_accelerator`, Keras's default device) each table's
 `"accelerator"` entry applies instead, measured with PyTorch and JAX on an
@@ -82,7 +93,11 @@ when the graph is traced.
 import keras
 from keras import ops
 
-from keras_self_attention.attention_ops import band_block
+from keras_self_attention.attention_ops import (
+    additive_band_block,
+    band_block,
+    block_count,
+)
 
 # Largest hidden tensor (batch * T * S * units elements) built whole in
 # training, where the gradient keeps it and makes two more of its size. On
@@ -134,17 +149,29 @@ BLOCK_ELEMENTS = {
     "accelerator": 2**22,
 }
 
-# The band path is taken once `T` is this many windows long (additive) or
-# this many key blocks of `band_block(w) + w - 1` long (multiplicative).
+# The band path is taken once `T` is this many windows long (additive: in
+# blocks in training, `"additive"`, one slot at a time otherwise,
+# `"additive_slots"`) or this many key blocks of `band_block(w) + w - 1`
+# long (multiplicative). Without a gradient the slots make few enough ops
+# to beat the blocks, whose hidden tensor is twice theirs (TensorFlow,
+# `predict`, T = 75: 6.6 ms against 9.3, dense 10.1). A backend without an
+# `"additive"` entry takes the slots in training too: on JAX, whose
+# allocator makes the blocks' larger tensors slow (training, T = 100:
+# 14.2 ms against 21.6; PyTorch 25.2 against 20.6), and on a GPU, where
+# only the slots were measured.
 # On a GPU the dense scores stay faster for much longer (PyTorch on an H100,
 # width 15, training steps: additive, batch 8, dense 9.9 ms against band
 # 27.5 ms at T = 1024, 29 against 20 at T = 2048; multiplicative, batch 32,
 # T = 500, 9.6 against 15.6, batch 8, T = 2048, 6.6 against 8.4).
 BAND_CROSSOVER = {
-    "tensorflow": {"additive": 5.0, "multiplicative": 3.2},
-    "jax": {"additive": 3.5, "multiplicative": 2.0},
-    "torch": {"additive": 2.5, "multiplicative": 1.9},
-    "accelerator": {"additive": 100, "multiplicative": 32},
+    "tensorflow": {
+        "additive": 3.0,
+        "additive_slots": 5.0,
+        "multiplicative": 3.2,
+    },
+    "jax": {"additive_slots": 3.5, "multiplicative": 2.0},
+    "torch": {"additive": 3.0, "additive_slots": 2.5, "multiplicative": 1.9},
+    "accelerator": {"additive_slots": 100, "multiplicative": 32},
 }
 
 # Global multiplicative attention without weights takes the fused op from
@@ -172,6 +199,8 @@ MAX_BAND_WIDTH = 1024
 PATHS = (
     "fused",
     "band",
+    "band_slots",
+    "band_or_slots",
     "dense",
     "blocked",
     "dense_or_blocked",
@@ -228,8 +257,12 @@ def block_elements():
     return measured(BLOCK_ELEMENTS, 2**17)
 
 
-def dense_hidden_fits(batch_size, length, units, training=True):
-    """Whether the whole additive hidden tensor fits the memory budget.
+# The paths that attend to the window only, with `(batch, T, w)` weights.
+BAND_PATHS = ("band", "band_slots", "band_or_slots")
+
+
+def hidden_fits(batch_size, queries, keys, units, training=True):
+    """Whether a hidden tensor of `batch * queries * keys * units` fits.
 
     Works on Python ints and on scalar tensors alike (then it returns a
     boolean tensor, for `ops.cond`). `training=False` means no gradient
@@ -238,7 +271,21 @@ def dense_hidden_fits(batch_size, length, units, training=True):
     budget = measured(DENSE_INFERENCE_ELEMENTS, 2**29)
     if training is not False:
         budget = measured(DENSE_HIDDEN_ELEMENTS, 2**22)
-    return batch_size * length * length * units <= budget
+    return batch_size * queries * keys * units <= budget
+
+
+def dense_hidden_fits(batch_size, length, units, training=True):
+    """Whether the whole additive hidden tensor fits the memory budget."""
+    return hidden_fits(batch_size, length, length, units, training)
+
+
+def band_hidden_fits(batch_size, length, attention_width, units, training=True):
+    """Whether the additive band's blocks of hidden tensor fit the budget."""
+    block = additive_band_block(attention_width)
+    queries = block_count(length, block) * block
+    return hidden_fits(
+        batch_size, queries, block + attention_width - 1, units, training
+    )
 
 
 def hidden_reduction(training):
@@ -262,14 +309,23 @@ def fused_min_length():
     return measured(FUSED_MIN_LENGTH, 1024)
 
 
-def band_min_length(attention_type, attention_width):
-    """The shortest `T` for which the band beats the dense scores."""
+def band_blocks_measured():
+    """Whether training takes the additive band in blocks here."""
+    return "additive" in measured(BAND_CROSSOVER, BAND_CROSSOVER["tensorflow"])
+
+
+def band_min_length(kernel, attention_width):
+    """The shortest `T` for which the band beats the dense scores.
+
+    `kernel` is `"additive"` (in blocks), `"additive_slots"` or
+    `"multiplicative"`.
+    """
     factors = measured(BAND_CROSSOVER, BAND_CROSSOVER["tensorflow"])
-    if attention_type == "additive":
+    if kernel != "multiplicative":
         span = attention_width
     else:
         span = band_block(attention_width) + attention_width - 1
-    return max(attention_width + 1, int(factors[attention_type] * span))
+    return max(attention_width + 1, int(factors[kernel] * span))
 
 
 def choose_path(
@@ -314,10 +370,21 @@ def choose_path(
         and attention_width <= MAX_BAND_WIDTH
         and not exported
     ):
-        if length is None or length >= band_min_length(
-            attention_type, attention_width
+        # The additive band's blocks only pay off with a gradient to take.
+        kernel = attention_type
+        if attention_type == "additive" and not (
+            training is True and band_blocks_measured()
         ):
-            return "band"
+            kernel = "additive_slots"
+        if length is None or length >= band_min_length(kernel, attention_width):
+            if kernel != "additive":
+                return "band" if kernel == "multiplicative" else "band_slots"
+            if batch_size is not None and length is not None:
+                fits = band_hidden_fits(
+                    batch_size, length, attention_width, units, training
+                )
+                return "band" if fits else "band_slots"
+            return "band_slots" if symbolic else "band_or_slots"
     if attention_type == "multiplicative":
         if attention_width is None and not needs_weights:
             if length is None and training is True:

@@ -254,11 +254,9 @@ class MultiHead(keras.layers.Layer):
         projected = ops.matmul(inputs, self.W)
         if self.b is not None:
             projected = projected + self.b
-        width = self.hidden_dim
-        return [
-            projected[..., i * width : (i + 1) * width]
-            for i in range(self.layer_num)
-        ]
+        # One split: its gradient is one concatenation, where each head's
+        # strided slice would add a scatter of its own.
+        return ops.split(projected, self.layer_num, axis=-1)
 
     def _regularization(self):
         """`sum_k reg_factor_k * ||R_k R_k^T - I||^2`, a float32 scalar."""

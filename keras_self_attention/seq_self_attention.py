@@ -481,19 +481,46 @@ class SeqSelfAttention(keras.layers.Layer):
         )
         return ops.matmul(weights, inputs), weights
 
-    def _band_attention(self, inputs, mask, training):
+    def _additive_band_scores(self, inputs, path, training):
+        """`(batch_size, T, w)` additive scores in blocks or slots."""
+        queries, keys = self._queries_and_keys(inputs)
+        kernel = ops.squeeze(self.Wa, -1)
+        width, history_only = self.attention_width, self.history_only
+
+        def blocks():
+            return additive_scores.band_block_additive_scores(
+                queries,
+                keys,
+                kernel,
+                width,
+                history_only,
+                attention_plan.hidden_reduction(training),
+            )
+
+        def slots():
+            return additive_scores.band_additive_scores(
+                queries, keys, kernel, width, history_only, training
+            )
+
+        if path == "band":
+            return blocks()
+        if path == "band_slots":
+            return slots()
+        # "band_or_slots": decided as it runs.
+        batch_size, length = ops.shape(inputs)[:2]
+        return ops.cond(
+            attention_plan.band_hidden_fits(
+                batch_size, length, width, self.units, training
+            ),
+            blocks,
+            slots,
+        )
+
+    def _band_attention(self, inputs, mask, path, training):
         """Outputs and `(batch_size, T, w)` band weights of local attention."""
         width, history_only = self.attention_width, self.history_only
         if self.attention_type == self.ATTENTION_TYPE_ADD:
-            queries, keys = self._queries_and_keys(inputs)
-            scores = additive_scores.band_additive_scores(
-                queries,
-                keys,
-                ops.squeeze(self.Wa, -1),
-                width,
-                history_only,
-                training,
-            )
+            scores = self._additive_band_scores(inputs, path, training)
         else:
             dtype = attention_ops.softmax_dtype(inputs.dtype)
             queries = ops.matmul(
@@ -707,9 +734,11 @@ class SeqSelfAttention(keras.layers.Layer):
         path = self._attention_path(inputs, training)
         if path == "fused":
             return self._fused_outputs(inputs, mask)
-        band = path == "band"
+        band = path in attention_plan.BAND_PATHS
         if band:
-            outputs, weights = self._band_attention(inputs, mask, training)
+            outputs, weights = self._band_attention(
+                inputs, mask, path, training
+            )
         else:
             outputs, weights = self._dense_attention(
                 inputs, mask, path, training

@@ -61,23 +61,30 @@ def compare_with_dense(layer, x, mask, rng, path=None, training=None):
         np.testing.assert_allclose(grad, expected, rtol=1e-4, atol=1e-5)
 
 
-BAND_CASES = list(
-    itertools.product(
-        ["additive", "multiplicative"],
-        [1, 2, 3, 4, 8],
-        [False, True],
-        [False, True],
+BAND_CASES = [
+    (path, attention_type, width, history_only, padded)
+    for path, attention_type in (
+        ("band", "additive"),
+        ("band_slots", "additive"),
+        ("band", "multiplicative"),
     )
+    for width, history_only, padded in itertools.product(
+        [1, 2, 3, 4, 8], [False, True], [False, True]
+    )
+]
+
+
+@pytest.mark.parametrize(
+    "path,attention_type,width,history_only,padded", BAND_CASES
 )
-
-
-@pytest.mark.parametrize("attention_type,width,history_only,padded", BAND_CASES)
 @pytest.mark.parametrize("training", [None, True])
 def test_band_path_matches_dense(
-    rng, attention_type, width, history_only, padded, training
+    rng, path, attention_type, width, history_only, padded, training
 ):
-    # `training=True` takes the additive band's written gradient, any
-    # other call its rematerialized slots.
+    # On `band_slots`, `training=True` takes the additive band's written
+    # gradient, any other call its rematerialized slots. (`LENGTH` spans
+    # several of the additive band's blocks of `w - 1` queries, and one of
+    # the multiplicative band's.)
     layer = build(
         rng,
         attention_type=attention_type,
@@ -87,7 +94,39 @@ def test_band_path_matches_dense(
         attention_regularizer_weight=0.1,
     )
     x, mask = make_inputs(rng, length=LENGTH, padded=padded)
-    compare_with_dense(layer, x, mask, rng, path="band", training=training)
+    compare_with_dense(layer, x, mask, rng, path=path, training=training)
+
+
+@pytest.mark.parametrize("training", [None, True])
+def test_band_run_time_choice_runs_the_kernel_that_fits(
+    rng, monkeypatch, training
+):
+    layer = build(rng, attention_width=3)
+    x, mask = make_inputs(rng, length=LENGTH, padded=True)
+    mask = ops.convert_to_tensor(mask)
+    expected = ops.convert_to_numpy(forced(layer, "dense")(x, mask=mask))
+    for kernel in ("band_block_additive_scores", "band_additive_scores"):
+        # One kernel gives zero scores (a uniform window), so that which one
+        # ran shows. (`ops.cond` may trace both branches, so counting calls
+        # would not tell.)
+        with monkeypatch.context() as patch:
+            real = getattr(additive_scores, kernel)
+            patch.setattr(
+                additive_scores, kernel, lambda *a, real=real: real(*a) * 0.0
+            )
+            for fits in (True, False):
+                patch.setattr(
+                    attention_plan,
+                    "band_hidden_fits",
+                    lambda *_, fits=fits: fits,
+                )
+                output = forced(layer, "band_or_slots")(
+                    x, mask=mask, training=training
+                )
+                output = ops.convert_to_numpy(output)
+                blocks_ran = fits
+                zeroed = blocks_ran == (kernel == "band_block_additive_scores")
+                assert np.allclose(output, expected, atol=1e-6) != zeroed
 
 
 @pytest.mark.parametrize("history_only", [False, True])
@@ -152,6 +191,8 @@ def test_blocked_additive_path_matches_dense(
         ("per_unit", None, False),
         ("band", 3, True),
         ("band", 3, None),
+        ("band_slots", 3, True),
+        ("band_slots", 3, None),
     ],
 )
 def test_additive_kernels_make_the_tanh_either_way(
@@ -268,14 +309,39 @@ def test_path_choice(monkeypatch):
         assert path_of(add(**needs_weights, **mul), long) == "dense"
         assert path_of(add(**needs_weights), small) == "dense"
     # The band only where it beats the dense scores; always for unknown T.
-    for kwargs in ({}, mul):
+    # Additive: in blocks in training while they fit the budget, one slot
+    # at a time beyond, and without a gradient.
+    blocks = attention_plan.band_blocks_measured()
+    assert blocks == (keras.backend.backend() != "jax")
+    cases = (
+        ({}, "additive", True, "band")
+        if blocks
+        else ({}, "additive_slots", True, "band_slots"),
+        ({}, "additive_slots", False, "band_slots"),
+        ({}, "additive_slots", None, "band_slots"),
+        (mul, "multiplicative", True, "band"),
+        (mul, "multiplicative", False, "band"),
+    )
+    for kwargs, kernel, training, path in cases:
         layer = add(attention_width=15, **kwargs)
-        shortest = attention_plan.band_min_length(layer.attention_type, 15)
+        shortest = attention_plan.band_min_length(kernel, 15)
         assert 15 < shortest <= 320
-        assert path_of(layer, (32, shortest, 128)) == "band"
-        assert path_of(layer, (32, shortest - 1, 128)) != "band"
-        assert path_of(layer, (None, None, 128)) == "band"
-        assert path_of(layer, (8, 65536, 64)) == "band"
+        at_shortest = path_of(layer, (32, shortest, 128), training)
+        assert at_shortest == path
+        before = path_of(layer, (32, shortest - 1, 128), training)
+        assert before not in attention_plan.BAND_PATHS
+        unknown = path_of(layer, (None, None, 128), training)
+        assert unknown == ("band_or_slots" if kernel == "additive" else path)
+        longest = path_of(layer, (8, 65536, 64), training)
+        assert longest == ("band_slots" if kernel != "multiplicative" else path)
+    # The blocks up to the training budget.
+    layer = add(attention_width=15)
+    budget = attention_plan.DENSE_HIDDEN_ELEMENTS[keras.backend.backend()]
+    fitting = budget // (28 * 32) // 14 * 14
+    assert path_of(layer, (1, fitting, 8)) == (
+        "band" if blocks else "band_slots"
+    )
+    assert path_of(layer, (1, fitting + 14, 8)) == "band_slots"
     assert path_of(add(attention_width=1000), (8, 2048, 4)) == "blocked"
     # A width as big as 0.51's stand-in for "no width" is never unrolled.
     huge = add(attention_width=10**9, history_only=True)
@@ -298,7 +364,8 @@ def test_path_choice_on_an_accelerator(monkeypatch):
     assert path_of(add(attention_width=15), (1, 1499, 64)) == "dense"
     # (batch 8 there is beyond the dense budget: the loop of large blocks)
     assert path_of(add(attention_width=15), (8, 1499, 64)) == "blocked"
-    assert path_of(add(attention_width=15), (8, 1500, 64)) == "band"
+    # (one slot at a time: the band's blocks were not measured there)
+    assert path_of(add(attention_width=15), (8, 1500, 64)) == "band_slots"
     assert path_of(add(attention_width=15, **mul), (8, 2495, 64)) == "dense"
     assert path_of(add(attention_width=15, **mul), (8, 2496, 64)) == "band"
     # The fused op from T = 512.
@@ -381,7 +448,11 @@ def test_training_leaves_the_device_to_real_calls(monkeypatch):
     assert attention_plan.on_accelerator() is expected
 
 
-def test_choose_path_covers_every_path():
+def test_choose_path_covers_every_path(monkeypatch):
+    # With the additive band's blocks in training (not measured everywhere).
+    crossover = attention_plan.BAND_CROSSOVER
+    backend = keras.backend.backend()
+    monkeypatch.setitem(crossover, backend, crossover["tensorflow"])
     chosen = {
         attention_plan.choose_path(
             kind, width, weights, batch, length, 32, training=training
@@ -461,7 +532,11 @@ def test_fit_with_unknown_sizes_in_the_traced_graph(rng, attention_width):
         x = rng.standard_normal((4, length, 4)).astype("float32")
         loss = model.train_on_batch(x, x[..., :1])
         assert np.isfinite(loss)
-    expected = "dense_or_blocked" if attention_width is None else "band"
+    expected = "dense_or_blocked"
+    if attention_width is not None:
+        expected = "band_or_slots"
+        if not attention_plan.band_blocks_measured():
+            expected = "band_slots"
     assert path_of(layer, (None, None, 4)) == expected
 
 

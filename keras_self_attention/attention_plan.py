@@ -73,10 +73,11 @@ The cost model, measured on TensorFlow, JAX and PyTorch on a 2-core CPU
   with width 15, batch 32, dim 128 (e.g. a TensorFlow training step,
   additive: dense 6.0 ms against band 7.7 ms at `T = 35`, 9.3 against 8.4
   at `T = 50`, 16.5 against 11.9 at `T = 75`). The additive band's blocks
-  of hidden tensor keep to the dense kernel's budget; beyond it (batch 8,
-  width 15, from `T` of about 37000 on TensorFlow) the band goes one slot
-  at a time, linear in `T` with a written gradient, in `w` slots' worth of
-  small ops (TensorFlow, `T = 75`: 14.1 ms against 11.9 in blocks). A
+  of hidden tensor keep to a budget; beyond it (batch 32, width 15, from
+  `T` of about 290) the band goes one slot at a time, linear in `T` with
+  a written gradient, in `w` slots' worth of
+  small ops (TensorFlow, `T = 75`: 14.1 ms against 11.9 in blocks), and
+  pays off from a few hundred steps (`BAND_BLOCK_ELEMENTS`). A
   width above `MAX_BAND_WIDTH` is never unrolled.
 
 On a GPU or TPU (`on_accelerator`, Keras's default device) each table's
@@ -173,6 +174,14 @@ BAND_CROSSOVER = {
     "torch": {"additive": 3.0, "additive_slots": 2.5, "multiplicative": 1.9},
     "accelerator": {"additive_slots": 100, "multiplicative": 32},
 }
+
+# The additive band's blocks in training, up to this many hidden elements:
+# beyond, each of the slots' ops is large enough for their smaller hidden
+# tensor to win (TensorFlow, width 15, training steps: batch 32, T = 200,
+# blocks 34 ms against slots 39; T = 500, 63 against 59; batch 8,
+# T = 2048, 45 against 39, and T = 16384 would peak at 2.1 GB against
+# 1.5). Only where `BAND_CROSSOVER` has an `"additive"` entry.
+BAND_BLOCK_ELEMENTS = {"tensorflow": 2**23, "torch": 2**23}
 
 # Global multiplicative attention without weights takes the fused op from
 # this length on (measured crossovers on a CPU: JAX about 350, TensorFlow
@@ -279,13 +288,15 @@ def dense_hidden_fits(batch_size, length, units, training=True):
     return hidden_fits(batch_size, length, length, units, training)
 
 
-def band_hidden_fits(batch_size, length, attention_width, units, training=True):
-    """Whether the additive band's blocks of hidden tensor fit the budget."""
+def band_hidden_fits(batch_size, length, attention_width, units):
+    """Whether the additive band's blocks of hidden tensor pay off.
+
+    Works on Python ints and on scalar tensors alike, as `hidden_fits`.
+    """
     block = additive_band_block(attention_width)
     queries = block_count(length, block) * block
-    return hidden_fits(
-        batch_size, queries, block + attention_width - 1, units, training
-    )
+    elements = batch_size * queries * (block + attention_width - 1) * units
+    return elements <= measured(BAND_BLOCK_ELEMENTS, 0)
 
 
 def hidden_reduction(training):
@@ -381,7 +392,7 @@ def choose_path(
                 return "band" if kernel == "multiplicative" else "band_slots"
             if batch_size is not None and length is not None:
                 fits = band_hidden_fits(
-                    batch_size, length, attention_width, units, training
+                    batch_size, length, attention_width, units
                 )
                 return "band" if fits else "band_slots"
             return "band_slots" if symbolic else "band_or_slots"

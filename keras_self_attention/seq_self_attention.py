@@ -510,7 +510,7 @@ class SeqSelfAttention(keras.layers.Layer):
         batch_size, length = ops.shape(inputs)[:2]
         return ops.cond(
             attention_plan.band_hidden_fits(
-                batch_size, length, width, self.units, training
+                batch_size, length, width, self.units
             ),
             blocks,
             slots,

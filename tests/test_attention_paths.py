@@ -334,14 +334,13 @@ def test_path_choice(monkeypatch):
         assert unknown == ("band_or_slots" if kernel == "additive" else path)
         longest = path_of(layer, (8, 65536, 64), training)
         assert longest == ("band_slots" if kernel != "multiplicative" else path)
-    # The blocks up to the training budget.
-    layer = add(attention_width=15)
-    budget = attention_plan.DENSE_HIDDEN_ELEMENTS[keras.backend.backend()]
-    fitting = budget // (28 * 32) // 14 * 14
-    assert path_of(layer, (1, fitting, 8)) == (
-        "band" if blocks else "band_slots"
-    )
-    assert path_of(layer, (1, fitting + 14, 8)) == "band_slots"
+    # The blocks up to their budget (14 queries against 28 keys a block).
+    if blocks:
+        layer = add(attention_width=15)
+        budget = attention_plan.BAND_BLOCK_ELEMENTS[backend]
+        fitting = budget // (28 * 32) // 14 * 14
+        assert path_of(layer, (1, fitting, 8)) == "band"
+        assert path_of(layer, (1, fitting + 14, 8)) == "band_slots"
     assert path_of(add(attention_width=1000), (8, 2048, 4)) == "blocked"
     # A width as big as 0.51's stand-in for "no width" is never unrolled.
     huge = add(attention_width=10**9, history_only=True)
@@ -453,6 +452,7 @@ def test_choose_path_covers_every_path(monkeypatch):
     crossover = attention_plan.BAND_CROSSOVER
     backend = keras.backend.backend()
     monkeypatch.setitem(crossover, backend, crossover["tensorflow"])
+    monkeypatch.setitem(attention_plan.BAND_BLOCK_ELEMENTS, backend, 2**23)
     chosen = {
         attention_plan.choose_path(
             kind, width, weights, batch, length, 32, training=training

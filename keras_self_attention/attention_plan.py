@@ -52,7 +52,8 @@ The cost model, measured on TensorFlow, JAX and PyTorch on a 2-core CPU
   gradient, beyond that budget or when the sizes are not known when traced,
   the per-unit sum takes about the dense kernel's time with the memory of
   the scores, and beats the loop (TensorFlow, batch 8, `T = 2048`: 1.33 s
-  against 1.83 s).
+  against 1.83 s) while its score-sized terms fit the allocator
+  (`PER_UNIT_ELEMENTS`: on PyTorch `predict` takes the loop beyond).
 - The dense kernel sums `h . w` over units as one matrix product, except in
   JAX inference: XLA fuses an elementwise product and sum into the `tanh`
   there, so `h` is never written (batch 32, `T = 200`: 31 ms against 60 ms);
@@ -136,6 +137,15 @@ DENSE_INFERENCE_ELEMENTS = {
     "torch": 2**23,
     "accelerator": 2**29,
 }
+
+# Largest `(batch, T, S)` term of the per-unit sum in `predict`, where the
+# allocator maps each larger one afresh (see `DENSE_HIDDEN_ELEMENTS`):
+# beyond, PyTorch's `predict` takes the blocked loop, which is a Python loop
+# there and leaves no loop op in an export (batch 8, T = 2048: 1.13 s
+# against 7.39 s; batch 32, T = 500, 32 MB terms: 683 ms against 525).
+# `None`: no limit (the other backends, where the per-unit sum stays
+# faster than their loop, and a GPU).
+PER_UNIT_ELEMENTS = {"torch": 2**23, "accelerator": None}
 
 # Elements of the hidden tensor per sequence in one step of the blocked
 # loop: cache-sized on a CPU, smaller on JAX, whose loop steps cost little
@@ -299,6 +309,12 @@ def band_hidden_fits(batch_size, length, attention_width, units):
     return elements <= measured(BAND_BLOCK_ELEMENTS, 0)
 
 
+def per_unit_fits(batch_size, length):
+    """Whether the per-unit sum's `(batch, T, T)` terms fit their budget."""
+    budget = measured(PER_UNIT_ELEMENTS, None)
+    return budget is None or batch_size * length * length <= budget
+
+
 def hidden_reduction(training):
     """How the dense additive kernel sums `h . w`: `"matmul"` or `"sum"`."""
     if keras.backend.backend() == "jax" and training is False:
@@ -366,9 +382,11 @@ def choose_path(
         training: Keras's `training` flag: `True` in `fit`, `False` in
             `predict`, `None` in a direct call (and when a model is
             exported). A loop (`"blocked"`) or the fused op for an unknown
-            length is only taken for `True`; any other call gets a path
-            that every runtime can run. Unless it is `False`, a gradient
-            may be taken, which keeps the smaller memory budget.
+            length is only taken for `True` (and the loop for `False` on
+            PyTorch, where it is a Python loop, past `PER_UNIT_ELEMENTS`);
+            any other call gets a path that every runtime can run. Unless
+            it is `False`, a gradient may be taken, which keeps the smaller
+            memory budget.
 
     Returns:
         One of `PATHS`.
@@ -415,6 +433,8 @@ def choose_path(
         return "dense"
     known = batch_size is not None and length is not None
     beyond = "blocked" if training is True else "per_unit"
+    if training is False and known and not per_unit_fits(batch_size, length):
+        beyond = "blocked"
     if known or symbolic:
         return beyond
     return f"dense_or_{beyond}"

@@ -73,13 +73,12 @@ The cost model, measured on TensorFlow, JAX and PyTorch on a 2-core CPU
   `BAND_CROSSOVER` holds those factors per backend, measured side by side
   with width 15, batch 32, dim 128 (e.g. a TensorFlow training step,
   additive: dense 6.0 ms against band 7.7 ms at `T = 35`, 9.3 against 8.4
-  at `T = 50`, 16.5 against 11.9 at `T = 75`). The additive band's blocks
-  of hidden tensor keep to a budget; beyond it (batch 32, width 15, from
-  `T` of about 290) the band goes one slot at a time, linear in `T` with
-  a written gradient, in `w` slots' worth of
-  small ops (TensorFlow, `T = 75`: 14.1 ms against 11.9 in blocks), and
-  pays off from a few hundred steps (`BAND_BLOCK_ELEMENTS`). A
-  width above `MAX_BAND_WIDTH` is never unrolled.
+  at `T = 50`, 16.5 against 11.9 at `T = 75`). The additive band can also
+  go one window slot at a time (`T * w`, with a written gradient, in `w`
+  slots' worth of small ops: 14.1 ms at `T = 75`), which wins once each
+  slot's ops are large, past `BAND_BLOCK_ELEMENTS` of the blocks' hidden
+  tensor (batch 32, width 15: from `T` of about 290), in `predict`, and
+  on JAX. A width above `MAX_BAND_WIDTH` is never unrolled.
 
 On a GPU or TPU (`on_accelerator`, Keras's default device) each table's
 `"accelerator"` entry applies instead, measured with PyTorch and JAX on an
@@ -190,8 +189,9 @@ BAND_CROSSOVER = {
 # tensor to win (TensorFlow, width 15, training steps: batch 32, T = 200,
 # blocks 34 ms against slots 39; T = 500, 63 against 59; batch 8,
 # T = 2048, 45 against 39, and T = 16384 would peak at 2.1 GB against
-# 1.5). Only where `BAND_CROSSOVER` has an `"additive"` entry.
-BAND_BLOCK_ELEMENTS = {"tensorflow": 2**23, "torch": 2**23}
+# 1.5). Not on JAX and on a GPU (`None`, or no entry): see
+# `BAND_CROSSOVER`, whose `"additive"` entry goes with this one.
+BAND_BLOCK_ELEMENTS = {"tensorflow": 2**23, "torch": 2**23, "accelerator": None}
 
 # Global multiplicative attention without weights takes the fused op from
 # this length on (measured crossovers on a CPU: JAX about 350, TensorFlow
@@ -280,8 +280,8 @@ def block_elements():
 BAND_PATHS = ("band", "band_slots", "band_or_slots")
 
 
-def hidden_fits(batch_size, queries, keys, units, training=True):
-    """Whether a hidden tensor of `batch * queries * keys * units` fits.
+def dense_hidden_fits(batch_size, length, units, training=True):
+    """Whether the whole additive hidden tensor fits the memory budget.
 
     Works on Python ints and on scalar tensors alike (then it returns a
     boolean tensor, for `ops.cond`). `training=False` means no gradient
@@ -290,23 +290,19 @@ def hidden_fits(batch_size, queries, keys, units, training=True):
     budget = measured(DENSE_INFERENCE_ELEMENTS, 2**29)
     if training is not False:
         budget = measured(DENSE_HIDDEN_ELEMENTS, 2**22)
-    return batch_size * queries * keys * units <= budget
-
-
-def dense_hidden_fits(batch_size, length, units, training=True):
-    """Whether the whole additive hidden tensor fits the memory budget."""
-    return hidden_fits(batch_size, length, length, units, training)
+    return batch_size * length * length * units <= budget
 
 
 def band_hidden_fits(batch_size, length, attention_width, units):
     """Whether the additive band's blocks of hidden tensor pay off.
 
-    Works on Python ints and on scalar tensors alike, as `hidden_fits`.
+    Works on Python ints and on scalar tensors alike, as
+    `dense_hidden_fits`; only where `band_blocks_measured()`.
     """
     block = additive_band_block(attention_width)
     queries = block_count(length, block) * block
     elements = batch_size * queries * (block + attention_width - 1) * units
-    return elements <= measured(BAND_BLOCK_ELEMENTS, 0)
+    return elements <= measured(BAND_BLOCK_ELEMENTS, None)
 
 
 def per_unit_fits(batch_size, length):
@@ -338,7 +334,7 @@ def fused_min_length():
 
 def band_blocks_measured():
     """Whether training takes the additive band in blocks here."""
-    return "additive" in measured(BAND_CROSSOVER, BAND_CROSSOVER["tensorflow"])
+    return measured(BAND_BLOCK_ELEMENTS, None) is not None
 
 
 def band_min_length(kernel, attention_width):

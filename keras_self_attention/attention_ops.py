@@ -245,20 +245,27 @@ def window_blocks(values, attention_width, history_only, block=None):
     """
     block = block or band_block(attention_width)
     before, after = window_padding(attention_width, history_only)
-    length = ops.shape(values)[1]
+    shape = list(ops.shape(values))
+    length = shape[1]
     blocks = block_count(length, block)
-    padded = ops.pad(values, [(0, 0), (before, after), (0, 0)])
-    # `T + w - 1 <= (blocks + 1) * block` long: whole blocks, then one more
-    # for the `w - 1` keys after the last of them.
-    # At most `2 * block` steps more: `blocks * block < length + block`.
-    padded = _pad_end_to(padded, 1, (blocks + 1) * block, 2 * block)
-    current = _query_blocks(take(padded, 1, 0, blocks * block), block)
+    # Whole blocks, then one more for the `w - 1` keys after the last of
+    # them: `T + w - 1 <= (blocks + 1) * block` steps, at most `2 * block`
+    # more than `T` (`blocks * block < T + block`). One pad when `T` is
+    # known when traced; a few small ops each way count at short lengths.
+    if static_size(length) is not None:
+        end = (blocks + 1) * block - length - before
+        padded = ops.pad(values, [(0, 0), (before, end), (0, 0)])
+    else:
+        padded = ops.pad(values, [(0, 0), (before, after), (0, 0)])
+        padded = _pad_end_to(padded, 1, (blocks + 1) * block, 2 * block)
+    grouped = ops.reshape(padded, [shape[0], blocks + 1, block, *shape[2:]])
+    current = take(grouped, 1, 0, blocks)
     if attention_width == 1:
         return current
-    following = _query_blocks(take(padded, 1, block, blocks * block), block)
-    return ops.concatenate(
-        [current, take(following, 2, 0, attention_width - 1)], axis=2
-    )
+    following = take(grouped, 1, 1, blocks)
+    if attention_width - 1 < block:
+        following = take(following, 2, 0, attention_width - 1)
+    return ops.concatenate([current, following], axis=2)
 
 
 def _band_to_blocks(band, attention_width):

@@ -10,6 +10,7 @@ and can be tested on its own.
 """
 
 import numbers
+import warnings
 
 import keras
 from keras import ops
@@ -441,15 +442,18 @@ def masked_softmax(logits, allowed=None, axis=-1):
 
 
 def _softmax(logits, axis):
-    """`ops.softmax`, which over an axis of one entry is all ones.
+    """`ops.softmax`, without Keras's warning about an axis of one entry.
 
-    Keras warns about a softmax over one entry (a window of width 1 has
-    one), so that case is spelled out: ones, with the softmax's zero
-    gradient.
+    A window of width 1, or a sequence of one step, has one key, whose
+    weight is 1: right, not the mistake Keras warns about. The softmax
+    itself still runs, so that a graph traced on one step (PyTorch's ONNX
+    export traces a sample) holds for any length.
     """
-    if static_shape(logits)[axis] == 1:
-        return ops.ones_like(logits) + 0.0 * logits
-    return ops.softmax(logits, axis=axis)
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message="You are using a softmax over axis"
+        )
+        return ops.softmax(logits, axis=axis)
 
 
 def _real_steps(weights, mask):

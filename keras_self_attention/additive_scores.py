@@ -15,7 +15,11 @@ here differ in how many passes they make and how much of `h` is alive:
   unit at a time in `units` unrolled steps over `(batch, T, S)`. Memory:
   a few score-sized tensors; no loop op, so an exported model runs in any
   runtime.
-- `band_additive_scores`: local attention, one window slot at a time.
+- `band_block_additive_scores`: local attention from the dense kernel on
+  blocks of `w - 1` queries against the `2w - 2` keys they see: about twice
+  the band's hidden tensor, in a few large kernels.
+- `band_additive_scores`: local attention, one window slot at a time: the
+  band's hidden tensor a slot at a time, in `w` slots' worth of small ops.
 
 Which one a call uses is decided in `attention_plan`, and so is the
 activation that makes the `tanh` (`attention_plan.hidden_activation`):

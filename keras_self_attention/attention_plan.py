@@ -78,7 +78,7 @@ The cost model, measured on TensorFlow, JAX and PyTorch on a 2-core CPU
   slots' worth of small ops: 14.1 ms at `T = 75`), which wins once each
   slot's ops are large, past `BAND_BLOCK_ELEMENTS` of the blocks' hidden
   tensor (batch 32, width 15: from `T` of about 290), in `predict`, and
-  on JAX. A width above `MAX_BAND_WIDTH` is never unrolled.
+  on JAX and PyTorch. A width above `MAX_BAND_WIDTH` is never unrolled.
 
 On a GPU or TPU (`on_accelerator`, Keras's default device) each table's
 `"accelerator"` entry applies instead, measured with PyTorch and JAX on an
@@ -165,10 +165,10 @@ BLOCK_ELEMENTS = {
 # long (multiplicative). Without a gradient the slots make few enough ops
 # to beat the blocks, whose hidden tensor is twice theirs (TensorFlow,
 # `predict`, T = 75: 6.6 ms against 9.3, dense 10.1). A backend without an
-# `"additive"` entry takes the slots in training too: on JAX, whose
-# allocator makes the blocks' larger tensors slow (training, T = 100:
-# 14.2 ms against 21.6; PyTorch 25.2 against 20.6), and on a GPU, where
-# only the slots were measured.
+# `"additive"` entry takes the slots in training too: JAX and PyTorch, whose
+# allocators make the blocks' larger tensors slow (training, T = 100: JAX
+# 14.2 ms against 21.6, PyTorch 17.5 against 20.5), and a GPU, where only
+# the slots were measured.
 # On a GPU the dense scores stay faster for much longer (PyTorch on an H100,
 # width 15, training steps: additive, batch 8, dense 9.9 ms against band
 # 27.5 ms at T = 1024, 29 against 20 at T = 2048; multiplicative, batch 32,
@@ -180,7 +180,7 @@ BAND_CROSSOVER = {
         "multiplicative": 3.2,
     },
     "jax": {"additive_slots": 3.5, "multiplicative": 2.0},
-    "torch": {"additive": 3.0, "additive_slots": 2.5, "multiplicative": 1.9},
+    "torch": {"additive_slots": 2.5, "multiplicative": 1.9},
     "accelerator": {"additive_slots": 100, "multiplicative": 32},
 }
 
@@ -189,9 +189,9 @@ BAND_CROSSOVER = {
 # tensor to win (TensorFlow, width 15, training steps: batch 32, T = 200,
 # blocks 34 ms against slots 39; T = 500, 63 against 59; batch 8,
 # T = 2048, 45 against 39, and T = 16384 would peak at 2.1 GB against
-# 1.5). Not on JAX and on a GPU (`None`, or no entry): see
+# 1.5). Not on JAX, PyTorch and a GPU (`None`, or no entry): see
 # `BAND_CROSSOVER`, whose `"additive"` entry goes with this one.
-BAND_BLOCK_ELEMENTS = {"tensorflow": 2**23, "torch": 2**23, "accelerator": None}
+BAND_BLOCK_ELEMENTS = {"tensorflow": 2**23, "accelerator": None}
 
 # Global multiplicative attention without weights takes the fused op from
 # this length on (measured crossovers on a CPU: JAX about 350, TensorFlow

@@ -15,11 +15,13 @@ here differ in how many passes they make and how much of `h` is alive:
   unit at a time in `units` unrolled steps over `(batch, T, S)`. Memory:
   a few score-sized tensors; no loop op, so an exported model runs in any
   runtime.
-- `band_block_additive_scores`: local attention from the dense kernel on
-  blocks of `w - 1` queries against the `2w - 2` keys they see: about twice
-  the band's hidden tensor, in a few large kernels.
-- `band_additive_scores`: local attention, one window slot at a time: the
-  band's hidden tensor a slot at a time, in `w` slots' worth of small ops.
+- `band_stack_additive_scores`: local attention from the band's whole
+  hidden tensor, `(batch, w, T, units)`, the keys of every window slot
+  stacked: a few large kernels, differentiated automatically. Memory: a
+  few tensors the size of the band's hidden one.
+- `band_additive_scores`: local attention, one window slot at a time, with
+  a written gradient: nothing larger than the queries per slot, in `w`
+  slots' worth of small ops.
 
 Which one a call uses is decided in `attention_plan`, and so is the
 activation that makes the `tanh` (`attention_plan.hidden_activation`):
@@ -34,12 +36,11 @@ from keras import ops
 
 from keras_self_attention import attention_plan
 from keras_self_attention.attention_ops import (
-    additive_band_block,
-    band_block_scores,
     block_count,
     pad_to_multiple,
     window_padding,
     window_slots,
+    window_stack,
 )
 
 
@@ -334,29 +335,25 @@ def blocked_additive_scores(queries, keys, kernel):
     return _shifted(scores, shift)
 
 
-def band_block_additive_scores(
+def band_stack_additive_scores(
     queries, keys, kernel, attention_width, history_only, reduction="matmul"
 ):
-    """Additive scores of a band, from blocks of queries and their keys.
+    """Additive scores of a band from its whole hidden tensor at once.
 
-    Each block of `w - 1` queries (one, for `w <= 2`) gets the dense
-    kernel's scores against the `2w - 2` keys its windows cover, so the
-    hidden tensor is about twice the band's, built in a few large kernels
-    (`dense_additive_scores`, differentiated automatically), where the
-    slots (`band_additive_scores`) make a dozen small ops per slot. Arguments
-    as for `band_additive_scores`; `reduction` as for
+    The keys of every window slot, stacked (`window_stack`), make a hidden
+    tensor of exactly the band's size, `(batch_size, w, T, units)`, in a few
+    large kernels, differentiated automatically like the dense kernel's.
+    Arguments as for `band_additive_scores`; `reduction` as for
     `dense_additive_scores`. Returns the same scores.
     """
-    return band_block_scores(
-        queries,
-        keys,
-        attention_width,
-        history_only,
-        lambda query_blocks, key_blocks: dense_additive_scores(
-            query_blocks, key_blocks, kernel, reduction
-        ),
-        block=additive_band_block(attention_width),
-    )
+    activation, queries, keys, kernel, shift = _in_form(queries, keys, kernel)
+    slots = window_stack(keys, attention_width, history_only)
+    hidden = _activate(ops.expand_dims(queries, 1) + slots, activation)
+    if reduction == "sum":
+        scores = ops.sum(hidden * kernel, axis=-1)
+    else:
+        scores = _scores_from_hidden(hidden, ops.expand_dims(kernel, -1))
+    return _shifted(ops.transpose(scores, (0, 2, 1)), shift)
 
 
 def _band_scores(attention_width, activation):

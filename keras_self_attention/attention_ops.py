@@ -99,6 +99,36 @@ def window_slots(keys, attention_width, history_only):
     return [take(padded, 1, j, length) for j in range(attention_width)]
 
 
+def window_stack(keys, attention_width, history_only):
+    """`window_slots` stacked on a new axis 1, in a few large ops.
+
+    The padded keys are repeated once per slot into rows of `T + w - 1`
+    steps; re-read as rows one step longer, row `j` starts `j` steps later,
+    so its first `T` steps are slot `j`: a broadcast, a pad and a slice,
+    where stacking `w` slices is `w` small ops each way.
+
+    Args:
+        keys: tensor of shape `(batch_size, T, units)`.
+        attention_width: the window width `w`, a positive Python int.
+        history_only: whether the window ends at the query.
+
+    Returns:
+        A tensor of shape `(batch_size, w, T, units)`; `[:, j]` is slot `j`
+        of `window_slots`.
+    """
+    before, after = window_padding(attention_width, history_only)
+    batch_size, length, units = ops.shape(keys)
+    padded = ops.pad(keys, [(0, 0), (before, after), (0, 0)])
+    span = length + attention_width - 1
+    repeated = ops.broadcast_to(
+        ops.expand_dims(padded, 1), (batch_size, attention_width, span, units)
+    )
+    flat = ops.reshape(repeated, (batch_size, attention_width * span * units))
+    flat = _pad_end(flat, 1, attention_width * units)
+    rows = ops.reshape(flat, (batch_size, attention_width, span + 1, units))
+    return take(rows, 2, 0, length)
+
+
 def band_allowed_keys(length, attention_width, history_only, mask=None):
     """Which window slots hold a real key, as a boolean band.
 
@@ -219,17 +249,8 @@ def band_block(attention_width):
     return max(BAND_BLOCK, attention_width - 1)
 
 
-def additive_band_block(attention_width):
-    """Queries per block of the additive band's blocks.
-
-    As few as the key blocks allow (`w - 1`): the hidden tensor grows with
-    `block + w - 1` keys a query.
-    """
-    return max(1, attention_width - 1)
-
-
-def window_blocks(values, attention_width, history_only, block=None):
-    """The keys each block of `block` queries can see.
+def window_blocks(values, attention_width, history_only):
+    """The keys each block of `band_block(w)` queries can see.
 
     Query `t = c * block + i` sees keys `i : i + w` of block `c`, so a band
     turns into a small dense product per block (see `_band_to_blocks`).
@@ -238,13 +259,11 @@ def window_blocks(values, attention_width, history_only, block=None):
         values: tensor of shape `(batch_size, T, dim)`.
         attention_width: the window width `w`.
         history_only: whether the window ends at the query.
-        block: queries per block, at least `w - 1`; `band_block(w)` if
-            `None`.
 
     Returns:
         A tensor of shape `(batch_size, ceil(T / block), block + w - 1, dim)`.
     """
-    block = block or band_block(attention_width)
+    block = band_block(attention_width)
     before, after = window_padding(attention_width, history_only)
     shape = list(ops.shape(values))
     length = shape[1]
@@ -293,53 +312,28 @@ def _blocks_to_band(dense, attention_width):
     return take(rows, -1, 0, attention_width)
 
 
-def band_block_scores(
-    queries, keys, attention_width, history_only, scores, block=None
-):
-    """Band scores from dense scores of query blocks against their keys.
+def band_dot_scores(queries, keys, attention_width, history_only):
+    """`scores[t, j] = queries[t] . key at slot j`, as blocked matmuls.
+
+    Each block of `band_block(w)` queries gets its dense scores against the
+    keys its windows cover (`window_blocks`), and each row of those is moved
+    back to its window's slots.
 
     Args:
         queries: tensor of shape `(batch_size, T, dim)`.
         keys: tensor of shape `(batch_size, T, dim)`.
         attention_width: the window width `w`.
         history_only: whether the window ends at the query.
-        scores: function of `(query_blocks, key_blocks)`, shapes
-            `(batch_size, blocks, block, dim)` and
-            `(batch_size, blocks, block + w - 1, dim)`, to the dense
-            scores of each block, `(batch_size, blocks, block, block + w - 1)`.
-        block: queries per block, at least `w - 1`; `band_block(w)` if
-            `None`.
 
     Returns:
         Scores of shape `(batch_size, T, w)`: slot `j` of query `t` scores
         key `window_start(t) + j` (a zero key outside the sequence).
     """
-    block = block or band_block(attention_width)
-    key_blocks = window_blocks(keys, attention_width, history_only, block)
-    dense = scores(_query_blocks(queries, block), key_blocks)
+    key_blocks = window_blocks(keys, attention_width, history_only)
+    query_blocks = _query_blocks(queries, band_block(attention_width))
+    dense = ops.matmul(query_blocks, ops.swapaxes(key_blocks, -1, -2))
     band = _blocks_to_band(dense, attention_width)
     return _join_query_blocks(band, ops.shape(queries)[1])
-
-
-def band_dot_scores(queries, keys, attention_width, history_only):
-    """`scores[t, j] = queries[t] . key at slot j`, as blocked matmuls.
-
-    Args:
-        queries: tensor of shape `(batch_size, T, dim)`.
-        keys: tensor of shape `(batch_size, T, dim)`.
-
-    Returns:
-        Scores of shape `(batch_size, T, w)`.
-    """
-    return band_block_scores(
-        queries,
-        keys,
-        attention_width,
-        history_only,
-        lambda query_blocks, key_blocks: ops.matmul(
-            query_blocks, ops.swapaxes(key_blocks, -1, -2)
-        ),
-    )
 
 
 def band_weighted_sum(weights, values, attention_width, history_only):

@@ -8,12 +8,13 @@ the numpy reference); only time and memory do. The paths:
   changes the scores (`ba` shifts every score equally, so the softmax
   ignores it).
 - `"band"`: local attention on the window only: `(batch, T, w)` scores,
-  time and memory linear in `T`, from blocks of queries against the keys
-  their windows cover; additive ones from the dense kernel on each block
-  (`additive_scores.band_block_additive_scores`).
+  time and memory linear in `T`; multiplicative ones from blocks of
+  queries against the keys their windows cover, additive ones from the
+  band's whole hidden tensor, `(batch, w, T, units)`, in a few large
+  kernels (`additive_scores.band_stack_additive_scores`).
 - `"band_slots"`: additive local attention one window slot at a time
-  (`additive_scores.band_additive_scores`): nothing the size of the hidden
-  tensor's blocks, for lengths where those would not fit the budget.
+  (`additive_scores.band_additive_scores`): nothing the size of the band's
+  hidden tensor, for sizes where it would not fit the budget.
 - `"band_or_slots"`: `"band"` or `"band_slots"`, chosen when the call runs
   (`ops.cond`), for a graph traced before its sizes are known.
 - `"dense"`: `(batch, T, T)` scores at once; additive ones from the whole
@@ -66,19 +67,20 @@ The cost model, measured on TensorFlow, JAX and PyTorch on a 2-core CPU
   `FUSED_MIN_LENGTH` on, and for training graphs traced with an unknown
   length; inference with an unknown length (an exported model) takes the
   dense path, which every runtime can run.
-- The band costs about `T * 2w` per sequence against the dense `T * T`,
-  in blocks of `block + w - 1` keys for `w - 1` queries (additive) or for
-  at least `BAND_BLOCK` queries (multiplicative), so it wins only once `T`
-  is a few windows (additive) or a few key blocks (multiplicative) long:
-  `BAND_CROSSOVER` holds those factors per backend, measured side by side
-  with width 15, batch 32, dim 128 (e.g. a TensorFlow training step,
-  additive: dense 6.0 ms against band 7.7 ms at `T = 35`, 9.3 against 8.4
-  at `T = 50`, 16.5 against 11.9 at `T = 75`). The additive band can also
-  go one window slot at a time (`T * w`, with a written gradient, in `w`
-  slots' worth of small ops: 14.1 ms at `T = 75`), which wins once each
-  slot's ops are large, past `BAND_BLOCK_ELEMENTS` of the blocks' hidden
-  tensor (batch 32, width 15: from `T` of about 290), in `predict`, and
-  on JAX and PyTorch. A width above `MAX_BAND_WIDTH` is never unrolled.
+- The additive band costs `T * w` hidden entries per sequence against the
+  dense `T * T`, and the multiplicative band about `T * 2w` in blocks of
+  `block + w - 1` keys for at least `BAND_BLOCK` queries, but the band's
+  plumbing (padding, stacking, the transposes) costs a few small ops each
+  way, so it wins only once `T` is a few windows (additive) or a few key
+  blocks (multiplicative) long: `BAND_CROSSOVER` holds those factors per
+  backend, measured side by side with width 15, batch 32, dim 128 (e.g. a
+  TensorFlow training step, additive: dense 7.1 ms against band 7.3 ms at
+  `T = 40`, 7.4 against 7.1 at `T = 45`, 17.5 against 10.6 at `T = 75`).
+  The additive band can also go one window slot at a time, with a written
+  gradient that keeps nothing the size of the band's hidden tensor, in `w`
+  slots' worth of small ops (13.6 ms at `T = 75`): it wins once each slot's
+  ops are large, past `BAND_STACK_ELEMENTS`. A width above
+  `MAX_BAND_WIDTH` is never unrolled.
 
 On a GPU or TPU (`on_accelerator`, Keras's default device) each table's
 `"accelerator"` entry applies instead, measured with PyTorch and JAX on an
@@ -94,11 +96,7 @@ when the graph is traced.
 import keras
 from keras import ops
 
-from keras_self_attention.attention_ops import (
-    additive_band_block,
-    band_block,
-    block_count,
-)
+from keras_self_attention.attention_ops import band_block
 
 # Largest hidden tensor (batch * T * S * units elements) built whole in
 # training, where the gradient keeps it and makes two more of its size. On
@@ -159,16 +157,14 @@ BLOCK_ELEMENTS = {
     "accelerator": 2**22,
 }
 
-# The band path is taken once `T` is this many windows long (additive: in
-# blocks in training, `"additive"`, one slot at a time otherwise,
-# `"additive_slots"`) or this many key blocks of `band_block(w) + w - 1`
-# long (multiplicative). Without a gradient the slots make few enough ops
-# to beat the blocks, whose hidden tensor is twice theirs (TensorFlow,
-# `predict`, T = 75: 6.6 ms against 9.3, dense 10.1). A backend without an
-# `"additive"` entry takes the slots in training too: JAX and PyTorch, whose
-# allocators make the blocks' larger tensors slow (training, T = 100: JAX
-# 14.2 ms against 21.6, PyTorch 17.5 against 20.5), and a GPU, where only
-# the slots were measured.
+# The band path is taken once `T` is this many windows long (additive:
+# its whole hidden tensor, `"additive"`, or one slot at a time,
+# `"additive_slots"`, where that does not fit `BAND_STACK_ELEMENTS`) or
+# this many key blocks of `band_block(w) + w - 1` long (multiplicative).
+# TensorFlow, width 15, batch 32, dense against the whole band: training
+# steps 7.1 / 7.3 ms at T = 40, 7.4 / 7.1 at 45; `predict` 2.9 / 3.3 at
+# 40, 3.1 / 3.1 at 45. Where the whole band is not measured
+# (`BAND_STACK_ELEMENTS`) there is no `"additive"` entry.
 # On a GPU the dense scores stay faster for much longer (PyTorch on an H100,
 # width 15, training steps: additive, batch 8, dense 9.9 ms against band
 # 27.5 ms at T = 1024, 29 against 20 at T = 2048; multiplicative, batch 32,
@@ -184,14 +180,23 @@ BAND_CROSSOVER = {
     "accelerator": {"additive_slots": 100, "multiplicative": 32},
 }
 
-# The additive band's blocks in training, up to this many hidden elements:
-# beyond, each of the slots' ops is large enough for their smaller hidden
-# tensor to win (TensorFlow, width 15, training steps: batch 32, T = 200,
-# blocks 34 ms against slots 39; T = 500, 63 against 59; batch 8,
-# T = 2048, 45 against 39, and T = 16384 would peak at 2.1 GB against
-# 1.5). Not on JAX, PyTorch and a GPU (`None`, or no entry): see
-# `BAND_CROSSOVER`, whose `"additive"` entry goes with this one.
-BAND_BLOCK_ELEMENTS = {"tensorflow": 2**23, "accelerator": None}
+# The additive band's whole hidden tensor, `batch * w * T * units`
+# elements, up to these budgets with a gradient to take (`"training"`) and
+# without (`"inference"`); one slot at a time beyond, where each slot's
+# ops are large enough for the slots' smaller memory traffic to win. Width
+# 15, batch 32, band against slots, TensorFlow: training 21.5 / 25.7 ms at
+# T = 200, 48.0 / 52.9 at 500 (batch 8, dim 64, T = 2048: 35.6 ms, 0.83 GB
+# peak, as the slots); `predict` 4.4 / 4.6 at 50, 6.3 / 6.1 at 100, 11.3 /
+# 10.6 at 200. `None` or no entry: the slots only. JAX and PyTorch, side by
+# side with the slots in one process: JAX on par at T = 60 to 130 (9.3
+# against 9.3 ms at 60, 12.4 against 13.1 at 130), slower at 200 (25.6
+# against 19.4); PyTorch slower from 75 (training 20.6 against 17.2 ms at
+# 100, `predict` 14.9 against 8.8): their allocators again. A GPU: only the
+# slots were measured.
+BAND_STACK_ELEMENTS = {
+    "tensorflow": {"training": 2**23, "inference": 2**20},
+    "accelerator": None,
+}
 
 # Global multiplicative attention without weights takes the fused op from
 # this length on (measured crossovers on a CPU: JAX about 350, TensorFlow
@@ -293,16 +298,15 @@ def dense_hidden_fits(batch_size, length, units, training=True):
     return batch_size * length * length * units <= budget
 
 
-def band_hidden_fits(batch_size, length, attention_width, units):
-    """Whether the additive band's blocks of hidden tensor pay off.
+def band_hidden_fits(batch_size, length, attention_width, units, training=True):
+    """Whether the additive band's whole hidden tensor fits its budget.
 
     Works on Python ints and on scalar tensors alike, as
-    `dense_hidden_fits`; only where `band_blocks_measured()`.
+    `dense_hidden_fits`; only where `band_stack_measured()`.
     """
-    block = additive_band_block(attention_width)
-    queries = block_count(length, block) * block
-    elements = batch_size * queries * (block + attention_width - 1) * units
-    return elements <= measured(BAND_BLOCK_ELEMENTS, None)
+    budgets = measured(BAND_STACK_ELEMENTS, None)
+    budget = budgets["inference" if training is False else "training"]
+    return batch_size * attention_width * length * units <= budget
 
 
 def per_unit_fits(batch_size, length):
@@ -332,15 +336,15 @@ def fused_min_length():
     return measured(FUSED_MIN_LENGTH, 1024)
 
 
-def band_blocks_measured():
-    """Whether training takes the additive band in blocks here."""
-    return measured(BAND_BLOCK_ELEMENTS, None) is not None
+def band_stack_measured():
+    """Whether the additive band's whole hidden tensor is ever built here."""
+    return measured(BAND_STACK_ELEMENTS, None) is not None
 
 
 def band_min_length(kernel, attention_width):
     """The shortest `T` for which the band beats the dense scores.
 
-    `kernel` is `"additive"` (in blocks), `"additive_slots"` or
+    `kernel` is `"additive"` (the whole band), `"additive_slots"` or
     `"multiplicative"`.
     """
     factors = measured(BAND_CROSSOVER, BAND_CROSSOVER["tensorflow"])
@@ -349,6 +353,32 @@ def band_min_length(kernel, attention_width):
     else:
         span = band_block(attention_width) + attention_width - 1
     return max(attention_width + 1, int(factors[kernel] * span))
+
+
+def _additive_band_path(
+    attention_width, batch_size, length, units, symbolic, training
+):
+    """The band path of additive local attention, or `None` for no band.
+
+    The whole band where it fits its budget; when the sizes are unknown, a
+    choice at run time in training (a graph with a gradient), else the
+    slots, which every exporter follows.
+    """
+    if band_stack_measured() and (
+        length is None or length >= band_min_length("additive", attention_width)
+    ):
+        if batch_size is not None and length is not None:
+            if band_hidden_fits(
+                batch_size, length, attention_width, units, training
+            ):
+                return "band"
+        elif training is True and not symbolic:
+            return "band_or_slots"
+    if length is None or length >= band_min_length(
+        "additive_slots", attention_width
+    ):
+        return "band_slots"
+    return None
 
 
 def choose_path(
@@ -395,21 +425,16 @@ def choose_path(
         and attention_width <= MAX_BAND_WIDTH
         and not exported
     ):
-        # The additive band's blocks only pay off with a gradient to take.
-        kernel = attention_type
-        if attention_type == "additive" and not (
-            training is True and band_blocks_measured()
+        if attention_type == "additive":
+            path = _additive_band_path(
+                attention_width, batch_size, length, units, symbolic, training
+            )
+            if path is not None:
+                return path
+        elif length is None or length >= band_min_length(
+            "multiplicative", attention_width
         ):
-            kernel = "additive_slots"
-        if length is None or length >= band_min_length(kernel, attention_width):
-            if kernel != "additive":
-                return "band" if kernel == "multiplicative" else "band_slots"
-            if batch_size is not None and length is not None:
-                fits = band_hidden_fits(
-                    batch_size, length, attention_width, units
-                )
-                return "band" if fits else "band_slots"
-            return "band_slots" if symbolic else "band_or_slots"
+            return "band"
     if attention_type == "multiplicative":
         if attention_width is None and not needs_weights:
             if length is None and training is True:

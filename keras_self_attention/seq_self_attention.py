@@ -482,13 +482,13 @@ class SeqSelfAttention(keras.layers.Layer):
         return ops.matmul(weights, inputs), weights
 
     def _additive_band_scores(self, inputs, path, training):
-        """`(batch_size, T, w)` additive scores in blocks or slots."""
+        """`(batch_size, T, w)` additive scores, the whole band or by slots."""
         queries, keys = self._queries_and_keys(inputs)
         kernel = ops.squeeze(self.Wa, -1)
         width, history_only = self.attention_width, self.history_only
 
-        def blocks():
-            return additive_scores.band_block_additive_scores(
+        def whole():
+            return additive_scores.band_stack_additive_scores(
                 queries,
                 keys,
                 kernel,
@@ -503,16 +503,16 @@ class SeqSelfAttention(keras.layers.Layer):
             )
 
         if path == "band":
-            return blocks()
+            return whole()
         if path == "band_slots":
             return slots()
         # "band_or_slots": decided as it runs.
         batch_size, length = ops.shape(inputs)[:2]
         return ops.cond(
             attention_plan.band_hidden_fits(
-                batch_size, length, width, self.units
+                batch_size, length, width, self.units, training
             ),
-            blocks,
+            whole,
             slots,
         )
 

@@ -82,9 +82,9 @@ def test_band_path_matches_dense(
     rng, path, attention_type, width, history_only, padded, training
 ):
     # On `band_slots`, `training=True` takes the additive band's written
-    # gradient, any other call its rematerialized slots. (`LENGTH` spans
-    # several of the additive band's blocks of `w - 1` queries, and one of
-    # the multiplicative band's.)
+    # gradient, any other call its rematerialized slots. (`LENGTH` is
+    # shorter than some widths' window slots, and spans one of the
+    # multiplicative band's blocks.)
     layer = build(
         rng,
         attention_type=attention_type,
@@ -105,7 +105,7 @@ def test_band_run_time_choice_runs_the_kernel_that_fits(
     x, mask = make_inputs(rng, length=LENGTH, padded=True)
     mask = ops.convert_to_tensor(mask)
     expected = ops.convert_to_numpy(forced(layer, "dense")(x, mask=mask))
-    for kernel in ("band_block_additive_scores", "band_additive_scores"):
+    for kernel in ("band_stack_additive_scores", "band_additive_scores"):
         # One kernel gives zero scores (a uniform window), so that which one
         # ran shows. (`ops.cond` may trace both branches, so counting calls
         # would not tell.)
@@ -124,8 +124,8 @@ def test_band_run_time_choice_runs_the_kernel_that_fits(
                     x, mask=mask, training=training
                 )
                 output = ops.convert_to_numpy(output)
-                blocks_ran = fits
-                zeroed = blocks_ran == (kernel == "band_block_additive_scores")
+                whole_ran = fits
+                zeroed = whole_ran == (kernel == "band_stack_additive_scores")
                 assert np.allclose(output, expected, atol=1e-6) != zeroed
 
 
@@ -317,38 +317,56 @@ def test_path_choice(monkeypatch):
         assert path_of(add(**needs_weights, **mul), long) == "dense"
         assert path_of(add(**needs_weights), small) == "dense"
     # The band only where it beats the dense scores; always for unknown T.
-    # Additive: in blocks in training while they fit the budget, one slot
-    # at a time beyond, and without a gradient.
-    blocks = attention_plan.band_blocks_measured()
-    assert blocks == (keras.backend.backend() == "tensorflow")
-    cases = (
-        ({}, "additive", True, "band")
-        if blocks
-        else ({}, "additive_slots", True, "band_slots"),
-        ({}, "additive_slots", False, "band_slots"),
-        ({}, "additive_slots", None, "band_slots"),
-        (mul, "multiplicative", True, "band"),
-        (mul, "multiplicative", False, "band"),
-    )
-    for kwargs, kernel, training, path in cases:
+    # Additive: the whole band while it fits its budget, one slot at a time
+    # beyond, and for unknown sizes without a gradient (an export).
+    # Measured (and taken) on TensorFlow only.
+    stack = attention_plan.band_stack_measured()
+    assert stack == (backend == "tensorflow")
+    additive = "additive" if stack else "additive_slots"
+    cases = [
+        (kwargs, kernel, training)
+        for kwargs, kernel in (({}, additive), (mul, "multiplicative"))
+        for training in (True, False, None)
+    ]
+    for kwargs, kernel, training in cases:
         layer = add(attention_width=15, **kwargs)
         shortest = attention_plan.band_min_length(kernel, 15)
         assert 15 < shortest <= 320
         at_shortest = path_of(layer, (32, shortest, 128), training)
-        assert at_shortest == path
+        assert at_shortest == (
+            "band_slots" if kernel == "additive_slots" else "band"
+        )
         before = path_of(layer, (32, shortest - 1, 128), training)
         assert before not in attention_plan.BAND_PATHS
         unknown = path_of(layer, (None, None, 128), training)
-        assert unknown == ("band_or_slots" if kernel == "additive" else path)
+        expected = "band" if kernel == "multiplicative" else "band_slots"
+        if kernel == "additive" and training is True:
+            expected = "band_or_slots"
+        assert unknown == expected
         longest = path_of(layer, (8, 65536, 64), training)
-        assert longest == ("band_slots" if kernel != "multiplicative" else path)
-    # The blocks up to their budget (14 queries against 28 keys a block).
-    if blocks:
+        assert longest == (
+            "band" if kernel == "multiplicative" else "band_slots"
+        )
+    if stack:
+        # The whole band up to its budget: `w * T * units` a sequence.
         layer = add(attention_width=15)
-        budget = attention_plan.BAND_BLOCK_ELEMENTS[backend]
-        fitting = budget // (28 * 32) // 14 * 14
-        assert path_of(layer, (1, fitting, 8)) == "band"
-        assert path_of(layer, (1, fitting + 14, 8)) == "band_slots"
+        budgets = attention_plan.BAND_STACK_ELEMENTS[backend]
+        for training, budget in (
+            (True, budgets["training"]),
+            (None, budgets["training"]),
+            (False, budgets["inference"]),
+        ):
+            fitting = budget // (15 * 32)
+            assert path_of(layer, (1, fitting, 8), training) == "band"
+            beyond = path_of(layer, (1, fitting + 1, 8), training)
+            assert beyond == "band_slots"
+            # A batch too large for the whole band: the slots from their
+            # own crossover, not before.
+            slots = attention_plan.band_min_length("additive_slots", 15)
+            huge = path_of(layer, (10**6, slots, 8), training)
+            assert huge == "band_slots"
+            huge = path_of(layer, (10**6, slots - 1, 8), training)
+            assert huge not in attention_plan.BAND_PATHS
     assert path_of(add(attention_width=1000), (8, 2048, 4)) == "blocked"
     # A width as big as 0.51's stand-in for "no width" is never unrolled.
     huge = add(attention_width=10**9, history_only=True)
@@ -456,11 +474,12 @@ def test_training_leaves_the_device_to_real_calls(monkeypatch):
 
 
 def test_choose_path_covers_every_path(monkeypatch):
-    # With the additive band's blocks in training (not measured everywhere).
+    # With the additive band's whole hidden tensor (not measured on a GPU).
     crossover = attention_plan.BAND_CROSSOVER
     backend = keras.backend.backend()
     monkeypatch.setitem(crossover, backend, crossover["tensorflow"])
-    monkeypatch.setitem(attention_plan.BAND_BLOCK_ELEMENTS, backend, 2**23)
+    stack = attention_plan.BAND_STACK_ELEMENTS
+    monkeypatch.setitem(stack, backend, stack["tensorflow"])
     chosen = {
         attention_plan.choose_path(
             kind, width, weights, batch, length, 32, training=training
@@ -478,6 +497,34 @@ def test_choose_path_covers_every_path(monkeypatch):
             "additive", None, False, None, None, 32, True, training
         )
         assert symbolic == expected
+
+
+@pytest.mark.parametrize("length", [1, 2, 7])
+@pytest.mark.parametrize("width", [1, 2, 3, 8])
+@pytest.mark.parametrize("history_only", [False, True])
+def test_window_stack_is_the_window_slots_stacked(
+    rng, length, width, history_only
+):
+    keys = rng.standard_normal((2, length, 3)).astype("float32")
+    slots = attention_ops.window_slots(keys, width, history_only)
+    stacked = attention_ops.window_stack(keys, width, history_only)
+    assert tuple(stacked.shape) == (2, width, length, 3)
+    np.testing.assert_array_equal(
+        ops.convert_to_numpy(stacked),
+        ops.convert_to_numpy(ops.stack(slots, axis=1)),
+    )
+    # Slot `j` of query `t` is key `window_start(t) + j`, zero outside.
+    starts = ops.convert_to_numpy(
+        attention_ops.window_start(
+            attention_ops.positions(length), width, history_only
+        )
+    )
+    for t, j in itertools.product(range(length), range(width)):
+        key = starts[t] + j
+        expected = keys[:, key] if 0 <= key < length else 0.0
+        np.testing.assert_array_equal(
+            ops.convert_to_numpy(stacked)[:, j, t], expected + 0 * keys[:, 0]
+        )
 
 
 @pytest.mark.parametrize(
@@ -543,7 +590,7 @@ def test_fit_with_unknown_sizes_in_the_traced_graph(rng, attention_width):
     expected = "dense_or_blocked"
     if attention_width is not None:
         expected = "band_or_slots"
-        if not attention_plan.band_blocks_measured():
+        if not attention_plan.band_stack_measured():
             expected = "band_slots"
     assert path_of(layer, (None, None, 4)) == expected
 

@@ -37,7 +37,9 @@ from keras import ops
 from keras_self_attention import attention_plan
 from keras_self_attention.attention_ops import (
     block_count,
+    pad_end,
     pad_to_multiple,
+    take,
     window_padding,
     window_slots,
     window_stack,
@@ -341,18 +343,22 @@ def band_stack_additive_scores(
     """Additive scores of a band from its whole hidden tensor at once.
 
     The keys of every window slot, stacked (`window_stack`), make a hidden
-    tensor of exactly the band's size, `(batch_size, w, T, units)`, in a few
+    tensor of the band's size, `(batch_size, w, T + w, units)`, in a few
     large kernels, differentiated automatically like the dense kernel's.
     Arguments as for `band_additive_scores`; `reduction` as for
     `dense_additive_scores`. Returns the same scores.
     """
     activation, queries, keys, kernel, shift = _in_form(queries, keys, kernel)
     slots = window_stack(keys, attention_width, history_only)
+    # The stacked slots run `w` steps past the queries (no query's keys).
+    length = ops.shape(queries)[1]
+    queries = pad_end(queries, 1, attention_width)
     hidden = _activate(ops.expand_dims(queries, 1) + slots, activation)
     if reduction == "sum":
         scores = ops.sum(hidden * kernel, axis=-1)
     else:
         scores = _scores_from_hidden(hidden, ops.expand_dims(kernel, -1))
+    scores = take(scores, 2, 0, length)
     return _shifted(ops.transpose(scores, (0, 2, 1)), shift)
 
 

@@ -104,8 +104,10 @@ def window_stack(keys, attention_width, history_only):
 
     The padded keys are repeated once per slot into rows of `T + w - 1`
     steps; re-read as rows one step longer, row `j` starts `j` steps later,
-    so its first `T` steps are slot `j`: a broadcast, a pad and a slice,
-    where stacking `w` slices is `w` small ops each way.
+    so its first `T` steps are slot `j`: a broadcast and a pad, where
+    stacking `w` slices is `w` small ops each way. The rows keep their last
+    `w` steps, which are no query's keys: cutting them from the much smaller
+    tensors computed from the rows costs less than a pass over the rows.
 
     Args:
         keys: tensor of shape `(batch_size, T, units)`.
@@ -113,8 +115,8 @@ def window_stack(keys, attention_width, history_only):
         history_only: whether the window ends at the query.
 
     Returns:
-        A tensor of shape `(batch_size, w, T, units)`; `[:, j]` is slot `j`
-        of `window_slots`.
+        A tensor of shape `(batch_size, w, T + w, units)`; `[:, j, :T]` is
+        slot `j` of `window_slots`.
     """
     before, after = window_padding(attention_width, history_only)
     batch_size, length, units = ops.shape(keys)
@@ -124,9 +126,8 @@ def window_stack(keys, attention_width, history_only):
         ops.expand_dims(padded, 1), (batch_size, attention_width, span, units)
     )
     flat = ops.reshape(repeated, (batch_size, attention_width * span * units))
-    flat = _pad_end(flat, 1, attention_width * units)
-    rows = ops.reshape(flat, (batch_size, attention_width, span + 1, units))
-    return take(rows, 2, 0, length)
+    flat = pad_end(flat, 1, attention_width * units)
+    return ops.reshape(flat, (batch_size, attention_width, span + 1, units))
 
 
 def band_allowed_keys(length, attention_width, history_only, mask=None):
@@ -192,7 +193,7 @@ def take(tensor, axis, start, size):
     return ops.slice(tensor, begin, shape)
 
 
-def _pad_end(tensor, axis, amount):
+def pad_end(tensor, axis, amount):
     """Appends `amount` zeros along `axis`; `amount` a Python int."""
     widths = [(0, 0)] * len(tensor.shape)
     widths[axis] = (0, amount)
@@ -207,7 +208,7 @@ def _pad_end_to(tensor, axis, size, most):
     shape is computed from a size unknown when traced (which JAX's ONNX
     exporter cannot follow).
     """
-    return take(_pad_end(tensor, axis, most), axis, 0, size)
+    return take(pad_end(tensor, axis, most), axis, 0, size)
 
 
 def block_count(length, block):
@@ -219,7 +220,7 @@ def pad_to_multiple(tensor, axis, block):
     """Zero-pads `axis` of `tensor` up to a multiple of `block`."""
     size = ops.shape(tensor)[axis]
     if static_size(size) is not None:
-        return _pad_end(tensor, axis, block_count(size, block) * block - size)
+        return pad_end(tensor, axis, block_count(size, block) * block - size)
     return _pad_end_to(
         tensor, axis, block_count(size, block) * block, block - 1
     )
@@ -296,7 +297,7 @@ def _band_to_blocks(band, attention_width):
     """
     shape = list(ops.shape(band))
     block = shape[-2]
-    band = _pad_end(band, len(shape) - 1, block)
+    band = pad_end(band, len(shape) - 1, block)
     flat = ops.reshape(band, [*shape[:-2], block * (block + attention_width)])
     flat = take(flat, -1, 0, block * (block + attention_width - 1))
     return ops.reshape(flat, [*shape[:-2], block, block + attention_width - 1])
@@ -307,7 +308,7 @@ def _blocks_to_band(dense, attention_width):
     shape = list(ops.shape(dense))
     block = shape[-2]
     flat = ops.reshape(dense, [*shape[:-2], shape[-2] * shape[-1]])
-    flat = _pad_end(flat, len(shape) - 2, block)
+    flat = pad_end(flat, len(shape) - 2, block)
     rows = ops.reshape(flat, [*shape[:-2], block, block + attention_width])
     return take(rows, -1, 0, attention_width)
 

@@ -180,7 +180,7 @@ BAND_CROSSOVER = {
     "accelerator": {"additive_slots": 100, "multiplicative": 32},
 }
 
-# The additive band's whole hidden tensor, `batch * w * T * units`
+# The additive band's whole hidden tensor, `batch * w * (T + w) * units`
 # elements, up to these budgets with a gradient to take (`"training"`) and
 # without (`"inference"`); one slot at a time beyond, where each slot's
 # ops are large enough for the slots' smaller memory traffic to win. Width
@@ -306,7 +306,8 @@ def band_hidden_fits(batch_size, length, attention_width, units, training=True):
     """
     budgets = measured(BAND_STACK_ELEMENTS, None)
     budget = budgets["inference" if training is False else "training"]
-    return batch_size * attention_width * length * units <= budget
+    columns = length + attention_width  # `window_stack`'s rows
+    return batch_size * attention_width * columns * units <= budget
 
 
 def per_unit_fits(batch_size, length):

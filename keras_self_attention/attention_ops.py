@@ -15,12 +15,10 @@ import warnings
 import keras
 from keras import ops
 
+from keras_self_attention import attention_plan
+
 # What `masked_softmax` puts in place of a disallowed logit.
 FILLER = -1e30
-
-# Local attention's outputs (and multiplicative scores) are small dense
-# matrix products over blocks of this many queries.
-BAND_BLOCK = 64
 
 
 def static_size(size):
@@ -245,11 +243,6 @@ def _join_query_blocks(tensor, length):
     return take(joined, 1, 0, length)
 
 
-def band_block(attention_width):
-    """Queries per block of the band's blocked matrix products."""
-    return max(BAND_BLOCK, attention_width - 1)
-
-
 def window_blocks(values, attention_width, history_only):
     """The keys each block of `band_block(w)` queries can see.
 
@@ -264,7 +257,7 @@ def window_blocks(values, attention_width, history_only):
     Returns:
         A tensor of shape `(batch_size, ceil(T / block), block + w - 1, dim)`.
     """
-    block = band_block(attention_width)
+    block = attention_plan.band_block(attention_width)
     before, after = window_padding(attention_width, history_only)
     shape = list(ops.shape(values))
     length = shape[1]
@@ -331,7 +324,9 @@ def band_dot_scores(queries, keys, attention_width, history_only):
         key `window_start(t) + j` (a zero key outside the sequence).
     """
     key_blocks = window_blocks(keys, attention_width, history_only)
-    query_blocks = _query_blocks(queries, band_block(attention_width))
+    query_blocks = _query_blocks(
+        queries, attention_plan.band_block(attention_width)
+    )
     dense = ops.matmul(query_blocks, ops.swapaxes(key_blocks, -1, -2))
     band = _blocks_to_band(dense, attention_width)
     return _join_query_blocks(band, ops.shape(queries)[1])
@@ -347,7 +342,7 @@ def band_weighted_sum(weights, values, attention_width, history_only):
     Returns:
         A tensor of shape `(batch_size, T, dim)`.
     """
-    block = band_block(attention_width)
+    block = attention_plan.band_block(attention_width)
     dense = _band_to_blocks(_query_blocks(weights, block), attention_width)
     outputs = ops.matmul(
         dense, window_blocks(values, attention_width, history_only)
@@ -407,12 +402,13 @@ def masked_softmax(logits, allowed=None, axis=-1):
     overflow nor lose the small weights. A row with no allowed entry gets
     all-zero weights rather than NaN, and its gradient is zero too.
 
-    Disallowed entries are replaced by `FILLER` before the backend's softmax
-    reads them, so NaN or inf there cannot leak, and a row with no allowed
-    entry is zeroed by a has-a-key factor taken from `allowed` alone. (The
-    softmax written out, with its own maximum, exponentials and sums, was a
-    dozen small ops each way: TensorFlow, batch 32, forward and gradient of
-    `(T, T)` weights, 2.1 ms against 1.2 ms at `T = 50`.)
+    Disallowed entries are replaced by `FILLER` before the softmax reads
+    them, so NaN or inf there cannot leak, and a row with no allowed entry
+    is zeroed by a has-a-key factor taken from `allowed` alone. The softmax
+    is the backend's op, but for small tensors where the written-out form
+    is faster (`attention_plan.written_softmax`: TensorFlow's op has a
+    fixed cost; at `T = 50` it is faster, forward and gradient of `(T, T)`
+    weights 1.2 ms against 2.1 ms for a written form with masking inside).
 
     Args:
         logits: float tensor.
@@ -436,14 +432,28 @@ def masked_softmax(logits, allowed=None, axis=-1):
     return ops.cast(_softmax(filled, axis) * has_key, dtype)
 
 
-def _softmax(logits, axis):
-    """`ops.softmax`, without Keras's warning about an axis of one entry.
+def _written_softmax(logits, axis):
+    """The softmax as its maximum, exponentials, sum and quotient.
 
-    A window of width 1, or a sequence of one step, has one key, whose
-    weight is 1: right, not the mistake Keras warns about. The softmax
+    The maximum only keeps the exponentials finite: the softmax does not
+    depend on it, so it takes no gradient.
+    """
+    peak = ops.stop_gradient(ops.max(logits, axis=axis, keepdims=True))
+    exps = ops.exp(logits - peak)
+    return exps / ops.sum(exps, axis=axis, keepdims=True)
+
+
+def _softmax(logits, axis):
+    """`ops.softmax`, or written out where that is faster (small tensors).
+
+    `ops.softmax` is called without Keras's warning about an axis of one
+    entry: a window of width 1, or a sequence of one step, has one key,
+    whose weight is 1, right, not the mistake Keras warns about. The softmax
     itself still runs, so that a graph traced on one step (PyTorch's ONNX
     export traces a sample) holds for any length.
     """
+    if attention_plan.written_softmax(static_shape(logits)):
+        return _written_softmax(logits, axis)
     with warnings.catch_warnings():
         warnings.filterwarnings(
             "ignore", message="You are using a softmax over axis"

@@ -96,8 +96,6 @@ when the graph is traced.
 import keras
 from keras import ops
 
-from keras_self_attention.attention_ops import band_block
-
 # Largest hidden tensor (batch * T * S * units elements) built whole in
 # training, where the gradient keeps it and makes two more of its size. On
 # TensorFlow 2**28 float32 elements peak at about 3 GB (batch 32, T = 500:
@@ -197,6 +195,21 @@ BAND_STACK_ELEMENTS = {
     "tensorflow": {"training": 2**23, "inference": 2**20},
     "accelerator": None,
 }
+
+# Local attention's outputs (and multiplicative scores) are small dense
+# matrix products over blocks of this many queries.
+BAND_BLOCK = 64
+
+# The masked softmax is written out (maximum, exponentials, sum, quotient)
+# for score tensors up to this many elements, a known size; the backend's
+# op beyond. TensorFlow's oneDNN softmax costs a fixed few hundredths of a
+# millisecond a call, which is most of a short sequence's softmax: forward
+# and forward-with-gradient, written against the op, `(32, 5, 5)` 0.28 /
+# 0.32 ms against 0.35 / 0.36; `(32, 20, 20)` 0.31 / 0.37 against 0.37 /
+# 0.41; `(32, 50, 15)` 0.35 / 0.44 against 0.40 / 0.42; `(32, 35, 35)`
+# 0.42 / 0.54 against 0.39 / 0.44. JAX's compiler fuses either form, and
+# PyTorch's op is one kernel against the written form's four.
+WRITTEN_SOFTMAX_ELEMENTS = {"tensorflow": 2**15, "accelerator": None}
 
 # Global multiplicative attention without weights takes the fused op from
 # this length on (measured crossovers on a CPU: JAX about 350, TensorFlow
@@ -330,6 +343,26 @@ def hidden_activation():
     taken where its kernel is the faster one (`HIDDEN_ACTIVATION`).
     """
     return measured(HIDDEN_ACTIVATION, "tanh")
+
+
+def band_block(attention_width):
+    """Queries per block of the band's blocked matrix products."""
+    return max(BAND_BLOCK, attention_width - 1)
+
+
+def written_softmax(shape):
+    """Whether a softmax over scores of this static shape is written out.
+
+    `shape` is a tuple of Python ints, `None` for a size not known when
+    traced (then the backend's op).
+    """
+    budget = measured(WRITTEN_SOFTMAX_ELEMENTS, None)
+    if budget is None or any(size is None for size in shape):
+        return False
+    elements = 1
+    for size in shape:
+        elements *= size
+    return elements <= budget
 
 
 def fused_min_length():

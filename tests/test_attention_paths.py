@@ -500,6 +500,53 @@ def test_choose_path_covers_every_path(monkeypatch):
         assert symbolic == expected
 
 
+@pytest.mark.parametrize("written", [False, True])
+def test_masked_softmax_either_form_is_the_softmax(rng, monkeypatch, written):
+    monkeypatch.setattr(attention_plan, "written_softmax", lambda _: written)
+    logits = rng.standard_normal((2, 4, 6)).astype("float32") * 30
+    allowed = rng.random((2, 4, 6)) < 0.6
+    allowed[0, 1] = False  # a query with no key
+    allowed[1, 2] = True
+    logits[~allowed] = np.nan  # never read
+    logits[1, 3, :] = [np.nan, np.inf, -np.inf, 3e38, 0.0, 1.0]
+    allowed[1, 3] = [False, False, False, False, True, True]
+    weights = ops.convert_to_numpy(
+        attention_ops.masked_softmax(logits, allowed)
+    )
+    expected = np.zeros_like(logits)
+    for b, t in itertools.product(range(2), range(4)):
+        keep = allowed[b, t]
+        if keep.any():
+            row = logits[b, t, keep].astype("float64")
+            row = np.exp(row - row.max())
+            expected[b, t, keep] = row / row.sum()
+    np.testing.assert_allclose(weights, expected, rtol=1e-5, atol=1e-7)
+    # Without a mask too.
+    logits = rng.standard_normal((2, 4, 6)).astype("float32") * 30
+    plain = ops.convert_to_numpy(attention_ops.masked_softmax(logits))
+    row = np.exp(logits - logits.max(-1, keepdims=True))
+    np.testing.assert_allclose(plain, row / row.sum(-1, keepdims=True), 1e-5)
+
+
+@pytest.mark.parametrize("width", [None, 3])
+def test_layer_gradients_agree_for_either_softmax(rng, monkeypatch, width):
+    layer = build(rng, attention_width=width)
+    x, mask = make_inputs(rng, length=LENGTH, padded=True)
+    mask[0] = False  # a sequence with no step at all
+    cotangent = rng.standard_normal(x.shape).astype("float32")
+    results = []
+    for written in (False, True):
+        monkeypatch.setattr(
+            attention_plan, "written_softmax", lambda _, w=written: w
+        )
+        results.append(layer_gradients(layer, x, mask, cotangent, True))
+    (output, grads), (written_output, written_grads) = results
+    np.testing.assert_allclose(written_output, output, rtol=1e-5, atol=1e-6)
+    for grad, written_grad in zip(grads, written_grads, strict=True):
+        assert np.isfinite(written_grad).all()
+        np.testing.assert_allclose(written_grad, grad, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("length", [1, 2, 7])
 @pytest.mark.parametrize("width", [1, 2, 3, 8])
 @pytest.mark.parametrize("history_only", [False, True])
@@ -630,3 +677,16 @@ def test_dense_kernel_reductions_agree(rng):
         np.testing.assert_allclose(
             ops.convert_to_numpy(scores), expected, rtol=1e-5, atol=1e-6
         )
+
+
+def test_softmax_written_out_only_for_small_known_sizes():
+    budget = attention_plan.measured(
+        attention_plan.WRITTEN_SOFTMAX_ELEMENTS, None
+    )
+    assert (budget is not None) == (keras.backend.backend() == "tensorflow")
+    assert not attention_plan.written_softmax((None, 3, 4))
+    if budget is None:
+        assert not attention_plan.written_softmax((2, 3, 4))
+    else:
+        assert attention_plan.written_softmax((1, 2, budget // 2))
+        assert not attention_plan.written_softmax((1, 2, budget // 2 + 1))

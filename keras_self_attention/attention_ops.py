@@ -521,10 +521,11 @@ def band_attention_regularization(
     squares = ops.zeros((), "float32")
     trace = ops.sum(ops.square(band))
     for offset in range(attention_width):
-        later = ops.pad(band, [(0, 0), (0, offset), (0, 0)])[
-            :, offset : offset + length, : attention_width - offset
-        ]
-        diagonal = ops.sum(band[:, :, offset:] * later, axis=-1)
+        # Slices whose gradient is a pad (see `take`).
+        slots = attention_width - offset
+        later = take(pad_end(band, 1, offset), 1, offset, length)
+        later = take(later, 2, 0, slots)
+        diagonal = ops.sum(take(band, 2, offset, slots) * later, axis=-1)
         # Off-diagonal entries appear twice in the symmetric A A^T.
         squares += (1.0 if offset == 0 else 2.0) * ops.sum(ops.square(diagonal))
     batch_size = ops.cast(ops.shape(band)[0], "float32")

@@ -52,9 +52,11 @@ The cost model, measured on TensorFlow, JAX and PyTorch on a 2-core CPU
   kernels compute it from a sigmoid (`hidden_activation`). Without a
   gradient, beyond that budget or when the sizes are not known when traced,
   the per-unit sum takes about the dense kernel's time with the memory of
-  the scores, and beats the loop (TensorFlow, batch 8, `T = 2048`: 1.33 s
-  against 1.83 s) while its score-sized terms fit the allocator
-  (`PER_UNIT_ELEMENTS`: on PyTorch `predict` takes the loop beyond).
+  the scores and no loop op; on TensorFlow the loop of large steps is on
+  par (batch 32, `T = 1024`: 0.76 s against 0.70 s; batch 8, `T = 2048`:
+  0.69 s against 0.81 s), so `predict` keeps the per-unit sum while its
+  score-sized terms fit the allocator (`PER_UNIT_ELEMENTS`: on PyTorch
+  `predict` takes the loop beyond).
 - The dense kernel sums `h . w` over units as one matrix product, except in
   JAX inference: XLA fuses an elementwise product and sum into the `tanh`
   there, so `h` is never written (batch 32, `T = 200`: 31 ms against 60 ms);
@@ -142,17 +144,23 @@ DENSE_INFERENCE_ELEMENTS = {
 # faster than their loop, and a GPU).
 PER_UNIT_ELEMENTS = {"torch": 2**23, "accelerator": None}
 
-# Elements of the hidden tensor per sequence in one step of the blocked
-# loop: cache-sized on a CPU, smaller on JAX, whose loop steps cost little
-# (batch 32: 24 ms at T = 100, 77 at T = 200 with 2**15, against 47 and
-# 110 with 2**17); on a GPU a step must fill the device (PyTorch on an
-# H100, batch 8, T = 2048: 1.09 s a training step with the CPU's two query
-# rows a step, against 26 ms dense).
+# Elements of the hidden tensor in one step of the blocked loop, the whole
+# batch's (a batch size not known when traced counts as 32, Keras's
+# default); the steps run one after another, so this bounds the memory. On
+# TensorFlow a step's fixed cost outweighs the cache: batch 8, dim 64,
+# T = 2048, a training step took 3.80 s in steps of 2**20 elements (two
+# query rows), 2.11 s in 2**22 or 2**23, 1.96 s in 2**24 (1.73 GB peak)
+# and 1.85 s in 2**25 (2.20 GB), against 0.51's 2.44 s side by side;
+# batch 32, dim 128, T = 1024: 2.11 to 2.16 s from 2**22 to 2**25. JAX's
+# loop steps cost little (batch 32: 24 ms at T = 100, 77 at T = 200 with
+# 2**20, against 47 and 110 with 2**22). On a GPU a step must fill the
+# device (PyTorch on an H100, batch 8, T = 2048: 1.09 s a training step in
+# the CPU's steps of two query rows, against 26 ms dense).
 BLOCK_ELEMENTS = {
-    "tensorflow": 2**17,
-    "jax": 2**15,
-    "torch": 2**17,
-    "accelerator": 2**22,
+    "tensorflow": 2**24,
+    "jax": 2**20,
+    "torch": 2**22,
+    "accelerator": 2**25,
 }
 
 # The band path is taken once `T` is this many windows long (additive:
@@ -290,8 +298,8 @@ def measured(table, default):
 
 
 def block_elements():
-    """Elements per sequence in one step of the blocked loop."""
-    return measured(BLOCK_ELEMENTS, 2**17)
+    """Elements of the hidden tensor in one step of the blocked loop."""
+    return measured(BLOCK_ELEMENTS, 2**22)
 
 
 # The paths that attend to the window only, with `(batch, T, w)` weights.

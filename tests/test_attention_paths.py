@@ -380,12 +380,14 @@ def test_path_choice_on_an_accelerator(monkeypatch):
     add = SeqSelfAttention
     mul = dict(attention_type="multiplicative")
     # On every backend: the dense kernel up to the 3 GB budget, then a loop
-    # of large blocks (the CPU's blocks are two query rows at T = 2048).
+    # of large blocks (64 query rows at batch 8 and T = 2048, 16 for a batch
+    # size not known when traced).
     assert path_of(add(), (32, 500, 128)) == "dense"
     assert path_of(add(), (8, 2048, 64)) == "blocked"
     # The tanh it was measured with, on PyTorch too.
     assert attention_plan.hidden_activation() == "tanh"
-    assert additive_scores.rows_per_block(32, 2048) == 64
+    assert additive_scores.rows_per_block(32, 2048, batch_size=8) == 64
+    assert additive_scores.rows_per_block(32, 2048) == 16
     # The band only from 100 windows (additive) or 32 key blocks on.
     assert path_of(add(attention_width=15), (1, 1499, 64)) == "dense"
     # (batch 8 there is beyond the dense budget: the loop of large blocks)
@@ -403,14 +405,45 @@ def test_path_choice_on_an_accelerator(monkeypatch):
     assert attention_plan.block_elements() == cpu_blocks
 
 
+def test_blocked_steps_keep_a_non_finite_row_to_itself(monkeypatch):
+    # Each step waits for the one before through a zero it adds: a NaN in
+    # one query row must still reach no other row.
+    monkeypatch.setattr(attention_plan, "block_elements", lambda: 1)
+    rng = np.random.default_rng(0)
+    queries = rng.standard_normal((2, 6, 4)).astype("float32")
+    queries[0, 2, 1] = np.nan
+    keys = rng.standard_normal((2, 5, 4)).astype("float32")
+    kernel = rng.standard_normal(4).astype("float32")
+    blocked = keras.ops.convert_to_numpy(
+        additive_scores.blocked_additive_scores(queries, keys, kernel)
+    )
+    dense = keras.ops.convert_to_numpy(
+        additive_scores.dense_additive_scores(queries, keys, kernel)
+    )
+    assert np.isnan(blocked[0, 2]).all()
+    finite = np.ones(blocked.shape, bool)
+    finite[0, 2] = False
+    np.testing.assert_allclose(
+        blocked[finite], dense[finite], rtol=1e-5, atol=1e-6
+    )
+
+
 def test_blocks_spread_the_rows_evenly(monkeypatch):
-    monkeypatch.setattr(attention_plan, "block_elements", lambda: 2**17)
-    # 40 rows of 100 keys fit; three steps of 34 rows cover 100 queries.
+    monkeypatch.setattr(attention_plan, "block_elements", lambda: 2**22)
+    # 40 rows of 100 keys fit a batch of 32 (also a batch size not known when
+    # traced); three steps of 34 rows cover 100 queries.
     assert additive_scores.rows_per_block(32, 100) == 40
     assert additive_scores.rows_per_block(32, 100, 100) == 34
     assert additive_scores.rows_per_block(32, 100, 80) == 40
     assert additive_scores.rows_per_block(32, 100, 7) == 7
     assert additive_scores.rows_per_block(32, 100, None) == 40
+    assert additive_scores.rows_per_block(32, 100, None, None) == 40
+    # The budget is the whole batch's: four times the rows for a quarter of
+    # the sequences, one step for all 100 queries at batch 8.
+    assert additive_scores.rows_per_block(32, 100, None, 8) == 163
+    assert additive_scores.rows_per_block(32, 100, 100, 8) == 100
+    assert additive_scores.rows_per_block(32, 100, 100, 64) == 20
+    assert additive_scores.rows_per_block(32, 100, 100, 2**20) == 1
 
 
 @pytest.mark.parametrize(

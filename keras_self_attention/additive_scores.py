@@ -16,7 +16,7 @@ here differ in how many passes they make and how much of `h` is alive:
   a few score-sized tensors; no loop op, so an exported model runs in any
   runtime.
 - `band_stack_additive_scores`: local attention from the band's whole
-  hidden tensor, `(batch, w, T, units)`, the keys of every window slot
+  hidden tensor, `(batch, w, T + w, units)`, the keys of every window slot
   stacked: a few large kernels, differentiated automatically. Memory: a
   few tensors the size of the band's hidden one.
 - `band_additive_scores`: local attention, one window slot at a time, with
@@ -154,6 +154,16 @@ def _scores_from_hidden(hidden, kernel):
     return ops.reshape(flat, shape[:-1])
 
 
+def _reduced(hidden, kernel, reduction):
+    """`hidden . kernel` over the units, `kernel` of shape `(units,)`.
+
+    `reduction` as for `dense_additive_scores`.
+    """
+    if reduction == "sum":
+        return ops.sum(hidden * kernel, axis=-1)
+    return _scores_from_hidden(hidden, ops.expand_dims(kernel, -1))
+
+
 def dense_additive_scores(queries, keys, kernel, reduction="matmul"):
     """Global additive scores from the whole hidden tensor at once.
 
@@ -177,11 +187,7 @@ def dense_additive_scores(queries, keys, kernel, reduction="matmul"):
     """
     activation, queries, keys, kernel, shift = _in_form(queries, keys, kernel)
     hidden = _hidden(queries, keys, activation)
-    if reduction == "sum":
-        scores = ops.sum(hidden * kernel, axis=-1)
-    else:
-        scores = _scores_from_hidden(hidden, ops.expand_dims(kernel, -1))
-    return _shifted(scores, shift)
+    return _shifted(_reduced(hidden, kernel, reduction), shift)
 
 
 def per_unit_additive_scores(queries, keys, kernel):
@@ -376,11 +382,7 @@ def band_stack_additive_scores(
     length = ops.shape(queries)[1]
     queries = pad_end(queries, 1, attention_width)
     hidden = _activate(ops.expand_dims(queries, 1) + slots, activation)
-    if reduction == "sum":
-        scores = ops.sum(hidden * kernel, axis=-1)
-    else:
-        scores = _scores_from_hidden(hidden, ops.expand_dims(kernel, -1))
-    scores = take(scores, 2, 0, length)
+    scores = take(_reduced(hidden, kernel, reduction), 2, 0, length)
     return _shifted(ops.transpose(scores, (0, 2, 1)), shift)
 
 

@@ -10,7 +10,7 @@ the numpy reference); only time and memory do. The paths:
 - `"band"`: local attention on the window only: `(batch, T, w)` scores,
   time and memory linear in `T`; multiplicative ones from blocks of
   queries against the keys their windows cover, additive ones from the
-  band's whole hidden tensor, `(batch, w, T, units)`, in a few large
+  band's whole hidden tensor, `(batch, w, T + w, units)`, in a few large
   kernels (`additive_scores.band_stack_additive_scores`).
 - `"band_slots"`: additive local attention one window slot at a time
   (`additive_scores.band_additive_scores`): nothing the size of the band's
@@ -94,6 +94,8 @@ pay off only at much greater lengths.
 Every function here works on Python ints; `None` stands for a size not known
 when the graph is traced.
 """
+
+import math
 
 import keras
 from keras import ops
@@ -367,10 +369,7 @@ def written_softmax(shape):
     budget = measured(WRITTEN_SOFTMAX_ELEMENTS, None)
     if budget is None or any(size is None for size in shape):
         return False
-    elements = 1
-    for size in shape:
-        elements *= size
-    return elements <= budget
+    return math.prod(shape) <= budget
 
 
 def fused_min_length():
